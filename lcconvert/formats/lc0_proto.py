@@ -1,0 +1,262 @@
+"""Lc0 protobuf networks (`.pb`, `.pb.gz`): reader and writer.
+
+Schema facts: FORMATS.md §1. The reader keeps the parsed message as the
+network's `pb_template`; the writer starts from a copy of it and rewrites only
+the fields lcconvert models, so attention-era layers, ONNX models, backend
+caches and unknown fields survive untouched, and an untouched network
+serializes to the very bytes it was read from.
+"""
+from __future__ import annotations
+
+from google.protobuf.message import DecodeError
+
+from lcconvert._proto import net_pb2
+from lcconvert.errors import FormatError, NetworkError
+from lcconvert.formats.codecs import Encoding
+from lcconvert.network import (
+    FC_SLOTS,
+    HEAD_CONV_SLOTS,
+    ConvBlock,
+    Family,
+    NetFormat,
+    Network,
+    Residual,
+    SEUnit,
+    Source,
+)
+from lcconvert.tensor import Tensor
+
+MAGIC = 0x1C0
+# Serialized files start with field 1 (fixed32) = 0x1c0: bytes 0d c0 01 00 00.
+MAGIC_PREFIX = b"\x0d\xc0\x01\x00\x00"
+
+# Network ConvBlock attribute -> protobuf ConvBlock field.
+CONV_FIELDS = {
+    "weights": "weights",
+    "biases": "biases",
+    "means": "bn_means",
+    "variances": "bn_stddivs",
+    "gammas": "bn_gammas",
+    "betas": "bn_betas",
+}
+
+# Weights fields that only attention-era or multi-head networks use.
+ATTENTION_FIELDS = (
+    "ip2_pol_w", "ip2_pol_b", "ip3_pol_w", "ip3_pol_b", "pol_encoder", "ip4_pol_w",
+    "ip_emb_w", "ip_emb_b", "encoder", "ip_val_w", "ip_val_b", "ip_mov_w", "ip_mov_b",
+    "ip_mult_gate", "ip_add_gate", "smolgen_w", "smolgen_b", "ip_emb_preproc_w",
+    "ip_emb_preproc_b", "ip_emb_ln_gammas", "ip_emb_ln_betas", "ip_emb_ffn",
+    "ip_emb_ffn_ln_gammas", "ip_emb_ffn_ln_betas", "value_heads", "policy_heads",
+)
+
+
+def looks_like_lc0(data: bytes) -> bool:
+    return data[:5] == MAGIC_PREFIX
+
+
+# -- reading -----------------------------------------------------------------
+
+def _tensor(layer, where: str, path: str) -> Tensor:
+    encoding_value = layer.encoding if layer.HasField("encoding") else 0
+    try:
+        encoding = Encoding(encoding_value) if encoding_value else Encoding.LINEAR16
+    except ValueError:
+        raise FormatError(path, f"{where}: unknown layer encoding {encoding_value}") from None
+    raw = layer.params
+    if len(raw) % encoding.bytes_per_value:
+        raise FormatError(path, f"{where}: {len(raw)} bytes is not a whole number of {encoding.name} values")
+    meta = {"explicit_encoding": layer.HasField("encoding")}
+    if len(layer.dims):
+        meta["dims"] = tuple(layer.dims)
+    min_val = layer.min_val if layer.HasField("min_val") else None
+    max_val = layer.max_val if layer.HasField("max_val") else None
+    if encoding is Encoding.LINEAR16 and (min_val is None or max_val is None) and raw:
+        raise FormatError(path, f"{where}: LINEAR16 layer without min_val/max_val")
+    return Tensor(encoding, raw, min_val, max_val, layer_meta=meta)
+
+
+def _conv_block(msg, where: str, path: str) -> ConvBlock:
+    block = ConvBlock()
+    for attr, pb_name in CONV_FIELDS.items():
+        if msg.HasField(pb_name):
+            setattr(block, attr, _tensor(getattr(msg, pb_name), f"{where}.{attr}", path))
+    return block
+
+
+def _family(net: Network, path: str) -> Family:
+    c = net.input.out_channels
+    w = net.input.weights
+    if c is None or w is None or c == 0:
+        raise NetworkError(path, "input: no weights or no batch-norm/bias layers to tell the filter count")
+    per_filter, rest = divmod(w.size, 9 * c)
+    for family in Family:
+        from lcconvert.network import INPUT_PLANES
+
+        if rest == 0 and per_filter == INPUT_PLANES[family]:
+            return family
+    raise NetworkError(path, f"input.weights: {w.size} values is not 3×3×{c} filters over 112 (chess) or 18 (Go) planes")
+
+
+def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
+    """Parse an uncompressed Lc0 protobuf network.
+
+    strict: raise NetworkError on inconsistent shapes (convert/fold); `verify`
+    reads with strict=False to list every problem instead.
+    """
+    if not data:
+        raise FormatError(path, "empty file")
+    if not looks_like_lc0(data):
+        raise FormatError(path, f"not an Lc0 network: it starts with {data[:5].hex(' ')}, expected 0d c0 01 00 00 (magic 0x1c0)")
+    msg = net_pb2.Net()
+    try:
+        msg.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise FormatError(path, f"corrupt or truncated Lc0 protobuf ({e})") from None
+    if msg.magic != MAGIC:
+        raise FormatError(path, f"wrong magic 0x{msg.magic:x}, expected 0x1c0")
+
+    nf = msg.format.network_format
+    fmt = NetFormat(**{f: (getattr(nf, f) if nf.HasField(f) else None) for f in NetFormat.FIELDS})
+    net = Network(
+        format=fmt,
+        min_version=(msg.min_version.major, msg.min_version.minor, msg.min_version.patch)
+        if msg.HasField("min_version") else None,
+        weights_encoding=msg.format.weights_encoding if msg.format.HasField("weights_encoding") else None,
+        license=msg.license if msg.HasField("license") else None,
+        source=Source(path=path, kind="pb"),
+        pb_template=msg,
+    )
+    w = msg.weights
+    net.attention_body = (
+        fmt.is_attention
+        or fmt.network_kind == 5
+        or msg.HasField("onnx_model")
+        or any(_has(w, f) for f in ATTENTION_FIELDS)
+    )
+    if net.attention_body:
+        # Kept whole in pb_template; lcconvert neither evaluates nor folds these.
+        if w.HasField("input"):
+            net.input = _conv_block(w.input, "input", path)
+        return net
+    if not msg.HasField("weights"):
+        raise NetworkError(path, "no weights in the file")
+    net.input = _conv_block(w.input, "input", path)
+    for i, r in enumerate(w.residual):
+        res = Residual(_conv_block(r.conv1, f"residual.{i}.conv1", path),
+                       _conv_block(r.conv2, f"residual.{i}.conv2", path))
+        if r.HasField("se"):
+            res.se = SEUnit(**{f: _tensor(getattr(r.se, f), f"residual.{i}.se.{f}", path)
+                               for f in SEUnit.FIELDS if r.se.HasField(f)})
+        net.residual.append(res)
+    for slot in HEAD_CONV_SLOTS:
+        if w.HasField(slot):
+            setattr(net, slot, _conv_block(getattr(w, slot), slot, path))
+    for fc in FC_SLOTS:
+        if w.HasField(fc):
+            setattr(net, fc, _tensor(getattr(w, fc), fc, path))
+    net.family = _family(net, path)
+    if strict:
+        net.check()
+    return net
+
+
+def _has(msg, name: str) -> bool:
+    value = getattr(msg, name)
+    if hasattr(value, "__len__") and not hasattr(value, "ListFields"):
+        return len(value) > 0
+    return msg.HasField(name)
+
+
+# -- writing -----------------------------------------------------------------
+
+def _fill_layer(layer, tensor: Tensor, encoding: Encoding | None) -> None:
+    raw, lo, hi = tensor.encoded(encoding)
+    target = tensor.encoding if encoding is None else encoding
+    if layer.params is not raw:
+        layer.params = raw
+    explicit = tensor.layer_meta.get("explicit_encoding", False) or target is not Encoding.LINEAR16
+    if explicit:
+        layer.encoding = int(target)
+    else:
+        layer.ClearField("encoding")
+    for name, value in (("min_val", lo), ("max_val", hi)):
+        if value is None:
+            layer.ClearField(name)
+        else:
+            setattr(layer, name, value)
+    dims = tensor.layer_meta.get("dims")
+    if dims is not None and tuple(layer.dims) != tuple(dims):
+        del layer.dims[:]
+        layer.dims.extend(dims)
+
+
+def _set_layer(parent, name: str, tensor: Tensor | None, encoding: Encoding | None) -> None:
+    if tensor is None:
+        parent.ClearField(name)
+    else:
+        _fill_layer(getattr(parent, name), tensor, encoding)
+
+
+def _set_conv(parent, name: str, block: ConvBlock | None, encoding: Encoding | None) -> None:
+    if block is None:
+        parent.ClearField(name)
+        return
+    msg = getattr(parent, name)
+    msg.SetInParent()
+    for attr, pb_name in CONV_FIELDS.items():
+        _set_layer(msg, pb_name, getattr(block, attr), encoding)
+
+
+def write(net: Network, encoding: Encoding | None = None) -> bytes:
+    """Serialize `net`; `encoding` re-encodes every tensor (None keeps each tensor's own)."""
+    msg = net_pb2.Net()
+    if net.pb_template is not None:
+        msg.CopyFrom(net.pb_template)
+    msg.magic = MAGIC
+    if net.license is None:
+        msg.ClearField("license")
+    else:
+        msg.license = net.license
+    if net.min_version is None:
+        msg.ClearField("min_version")
+    else:
+        msg.min_version.major, msg.min_version.minor, msg.min_version.patch = net.min_version
+    if net.weights_encoding is None:
+        msg.format.ClearField("weights_encoding")
+    else:
+        msg.format.weights_encoding = net.weights_encoding
+    nf = msg.format.network_format
+    for f in NetFormat.FIELDS:
+        value = getattr(net.format, f)
+        if value is None:
+            nf.ClearField(f)
+        else:
+            setattr(nf, f, value)
+    if not msg.format.network_format.ListFields():
+        msg.format.ClearField("network_format")
+    if not msg.format.ListFields():
+        msg.ClearField("format")
+    if net.attention_body:
+        if encoding is not None:
+            raise NetworkError(net.source.path, "attention network: re-encoding its layers is not supported")
+        return msg.SerializeToString()
+
+    w = msg.weights
+    _set_conv(w, "input", net.input, encoding)
+    del w.residual[len(net.residual):]
+    while len(w.residual) < len(net.residual):
+        w.residual.add()
+    for res, pb_res in zip(net.residual, w.residual):
+        _set_conv(pb_res, "conv1", res.conv1, encoding)
+        _set_conv(pb_res, "conv2", res.conv2, encoding)
+        if res.se is None:
+            pb_res.ClearField("se")
+        else:
+            pb_res.se.SetInParent()
+            for f in SEUnit.FIELDS:
+                _set_layer(pb_res.se, f, getattr(res.se, f), encoding)
+    for slot in HEAD_CONV_SLOTS:
+        _set_conv(w, slot, getattr(net, slot), encoding)
+    for fc in FC_SLOTS:
+        _set_layer(w, fc, getattr(net, fc), encoding)
+    return msg.SerializeToString()

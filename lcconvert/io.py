@@ -1,0 +1,87 @@
+"""Load any readable network and save to any format that can hold it.
+
+The only place that dispatches on formats: by content for input (gzip or not,
+protobuf magic or a text version line, a TF checkpoint folder/prefix), by name or
+`to=` for output.
+"""
+from __future__ import annotations
+
+from lcconvert.errors import FormatError
+from lcconvert.formats import detect, gz, lc0_proto
+from lcconvert.formats.codecs import Encoding
+from lcconvert.network import Network
+from lcconvert.transforms import reencode, settle_min_version
+
+PB, TEXT = detect.PB, detect.TEXT
+
+
+def load(path: str, strict: bool = True, checkpoint_options: dict | None = None) -> Network:
+    """Read a network from `path` ('-' = stdin). strict=False keeps inconsistent shapes for `verify`."""
+    if detect.is_checkpoint_path(path):
+        from lcconvert.formats import tf_checkpoint
+
+        return tf_checkpoint.read(path, **(checkpoint_options or {}))
+    raw = gz.read_file(path)
+    if not raw:
+        raise FormatError(path, "empty file")
+    compressed = gz.is_gzip(raw)
+    data = gz.gunzip(raw, path) if compressed else raw
+    if not data:
+        raise FormatError(path, "empty after decompression")
+    kind = detect.sniff(data)
+    if kind == PB:
+        net = lc0_proto.read(data, path, strict=strict)
+    elif kind == TEXT:
+        from lcconvert.formats import text
+
+        net = text.read(data, path, strict=strict)
+    else:
+        raise FormatError(path, "not a network: neither an Lc0 protobuf (magic 0x1c0) nor a text weights file "
+                                "(a version number on the first line)")
+    net.source.compressed = compressed
+    net.source.size_bytes = len(raw)
+    return net
+
+
+def output_kind(path: str, to: str | None) -> str:
+    if to:
+        return {"pb": PB, "txt": TEXT, "text": TEXT}[to]
+    name = path.lower()
+    return TEXT if name.endswith((".txt", ".txt.gz")) else PB
+
+
+def wants_gzip(path: str, kind: str) -> bool:
+    """`.gz` names are compressed; protobuf output is compressed unless named `.pb` (engines read both)."""
+    name = path.lower()
+    if name.endswith(".gz"):
+        return True
+    if kind == PB:
+        return not name.endswith(".pb")
+    return False
+
+
+def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tuple[bytes, list[str]]:
+    """The uncompressed bytes of `net` in `kind`, and notes for the user."""
+    notes: list[str] = []
+    if kind == PB:
+        if encoding is not None and not net.attention_body:
+            net, notes = reencode(net, encoding)
+        else:
+            net = net.copy()
+            notes = settle_min_version(net)
+        return lc0_proto.write(net), notes
+    from lcconvert.formats import text
+
+    return text.write(net), notes
+
+
+def save(net: Network, path: str, to: str | None = None, encoding: Encoding | None = None,
+         force: bool = False, inputs: tuple[str, ...] = (), level: int = gz.DEFAULT_LEVEL) -> list[str]:
+    """Write `net` to `path` atomically; refuses to overwrite inputs or existing files without force."""
+    gz.check_output_path(path, list(inputs), force)
+    kind = output_kind(path, to)
+    data, notes = serialize(net, kind, encoding)
+    if wants_gzip(path, kind):
+        data = gz.gzip_bytes(data, level)
+    gz.write_atomic(path, data)
+    return notes

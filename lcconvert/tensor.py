@@ -1,0 +1,107 @@
+"""A tensor that remembers how it was encoded.
+
+Readers wrap each stored layer in a `Tensor` holding the encoded bytes; the
+float values are decoded on first read and cached. A writer asking for the
+tensor's own encoding gets the original bytes back, so a round trip is
+bit-exact and a transform that never touches a tensor never pays to decode or
+re-quantize it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lcconvert.formats import codecs
+from lcconvert.formats.codecs import Encoding
+
+
+class Tensor:
+    """One flat vector of parameters plus the encoding it came in.
+
+    `raw`/`min_val`/`max_val` are the stored form (None for tensors made from
+    floats until first encoded); `values` is the float32 decode, made lazily.
+    `layer_meta` carries protobuf details that only matter for an exact rewrite
+    (whether the Layer had an explicit `encoding` field, its `dims`).
+    """
+
+    __slots__ = ("encoding", "raw", "min_val", "max_val", "_values", "layer_meta")
+
+    def __init__(
+        self,
+        encoding: Encoding,
+        raw: bytes | None = None,
+        min_val: float | None = None,
+        max_val: float | None = None,
+        values: np.ndarray | None = None,
+        layer_meta: dict | None = None,
+    ):
+        if raw is None and values is None:
+            raise ValueError("a Tensor needs bytes or values")
+        self.encoding = Encoding(encoding)
+        self.raw = raw
+        self.min_val = min_val
+        self.max_val = max_val
+        self._values = None
+        if values is not None:
+            v = np.array(values, dtype=np.float32).ravel()
+            v.setflags(write=False)
+            self._values = v
+        self.layer_meta = layer_meta or {}
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_values(cls, values, encoding: Encoding = Encoding.FLOAT32) -> "Tensor":
+        """A tensor made of floats; it is stored in `encoding` when written."""
+        return cls(encoding, values=values)
+
+    # -- reading -------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        if self._values is not None:
+            return int(self._values.size)
+        return len(self.raw) // self.encoding.bytes_per_value
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def decoded(self) -> bool:
+        return self._values is not None
+
+    @property
+    def values(self) -> np.ndarray:
+        """float32 vector, read-only, decoded once."""
+        if self._values is None:
+            v = codecs.decode(self.raw, self.encoding, self.min_val or 0.0, self.max_val or 0.0)
+            v.setflags(write=False)
+            self._values = v
+        return self._values
+
+    def array(self, shape) -> np.ndarray:
+        return self.values.reshape(shape)
+
+    # -- writing -------------------------------------------------------------
+    def encoded(self, encoding: Encoding | None = None) -> tuple[bytes, float | None, float | None]:
+        """Bytes, min, max in `encoding` (default: the tensor's own).
+
+        The tensor's own bytes are returned untouched when they exist, which is
+        what makes an untouched round trip byte-identical.
+        """
+        target = self.encoding if encoding is None else Encoding(encoding)
+        if target is self.encoding and self.raw is not None:
+            return self.raw, self.min_val, self.max_val
+        raw, lo, hi = codecs.encode(self.values, target)
+        if target is self.encoding:
+            self.raw, self.min_val, self.max_val = raw, lo, hi
+        return raw, lo, hi
+
+    def reencoded(self, encoding: Encoding) -> "Tensor":
+        """A new tensor holding exactly what a reader of `encoding` would decode."""
+        encoding = Encoding(encoding)
+        if encoding is self.encoding and self.raw is not None:
+            return self
+        raw, lo, hi = codecs.encode(self.values, encoding)
+        return Tensor(encoding, raw, lo, hi, layer_meta=dict(self.layer_meta))
+
+    def __repr__(self) -> str:
+        state = "decoded" if self.decoded else "encoded"
+        return f"Tensor({self.encoding.name}, size={self.size}, {state})"

@@ -1,0 +1,65 @@
+"""Network → Network maps other than batch-norm folding (that is fold.py)."""
+from __future__ import annotations
+
+from lcconvert import versions
+from lcconvert.formats.codecs import Encoding, check_encodable
+from lcconvert.errors import NetworkError
+from lcconvert.network import FC_SLOTS, HEAD_CONV_SLOTS, Network
+
+
+def map_tensors(net: Network, fn) -> Network:
+    """A copy of `net` with every tensor t replaced by fn(name, t)."""
+    new = net.copy()
+    new.input = _map_block(new.input, "input", fn)
+    for i, r in enumerate(new.residual):
+        r.conv1 = _map_block(r.conv1, f"residual.{i}.conv1", fn)
+        r.conv2 = _map_block(r.conv2, f"residual.{i}.conv2", fn)
+        if r.se is not None:
+            for f, t in list(r.se.tensors()):
+                setattr(r.se, f, fn(f"residual.{i}.se.{f}", t))
+    for slot in HEAD_CONV_SLOTS:
+        block = getattr(new, slot)
+        if block is not None:
+            setattr(new, slot, _map_block(block, slot, fn))
+    for fc in FC_SLOTS:
+        t = getattr(new, fc)
+        if t is not None:
+            setattr(new, fc, fn(fc, t))
+    return new
+
+
+def _map_block(block, name, fn):
+    return block.replace(**{f: fn(f"{name}.{f}", t) for f, t in block.tensors()})
+
+
+def reencode(net: Network, encoding: Encoding) -> tuple[Network, list[str]]:
+    """Every tensor in `encoding`; returns the network and notes for the user.
+
+    A file with any non-LINEAR16 layer gets min_version ≥ 0.33, because older
+    engines decode every layer as LINEAR16 and would read garbage.
+    """
+    encoding = Encoding(encoding)
+
+    def convert(name, t):
+        if t.encoding is encoding and t.raw is not None:
+            return t
+        why = check_encodable(t.values, encoding)
+        if why:
+            raise NetworkError(net.source.path, f"{name}: cannot encode as {encoding.name}: {why}")
+        return t.reencoded(encoding)
+
+    new = map_tensors(net, convert)
+    return new, settle_min_version(new)
+
+
+def settle_min_version(net: Network) -> list[str]:
+    """Raise `net.min_version` to what its content requires (in place); notes on what changed."""
+    need = versions.required(net)
+    have = net.min_version
+    if have is None or have < need:
+        net.min_version = need
+        if need >= versions.LAYER_ENCODINGS:
+            return [f"min_version {versions.fmt(have)} -> {versions.fmt(need)}: layers are not all LINEAR16, "
+                    "so engines before lc0 v0.33 cannot read this file (use --encoding linear16 for them)"]
+        return [f"min_version {versions.fmt(have)} -> {versions.fmt(need)}"]
+    return []
