@@ -67,16 +67,239 @@ def convert(src, out, to, encoding, force):
 @main.command()
 @click.argument("net_path", metavar="NET")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
-def inspect(net_path, as_json):
-    """Describe the network NET: format, architecture, encodings, fields present."""
-    from lcconvert import io, summary
+@click.option("--betas", is_flag=True,
+              help="Per batch-norm layer: effective beta β+γ·b/√(σ²+ε) statistics, ReLU clip fraction, source.")
+@click.option("--gammas", is_flag=True, help="Per batch-norm layer: gamma statistics, negative and near-zero counts.")
+@click.option("--layers", is_flag=True, help="Every tensor: min/max/mean/std/L2, encoding, LINEAR16 range.")
+@click.option("--csv", "csv_path", metavar="FILE",
+              help="Also write the selected tables as CSV ('-' = standard output, instead of the text tables).")
+@click.option("--plot", "plot_path", metavar="FILE.png",
+              help="Box plot per layer of the effective betas (and gammas with --gammas); needs matplotlib.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv/--plot file.")
+def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force):
+    """Describe the network NET: format, architecture, encodings, fields present.
+
+    With --betas/--gammas/--layers (or --csv/--plot, which default to --betas):
+    per-layer statistics instead, as text tables, --json, --csv and --plot.
+    """
+    from lcconvert import io
+
+    if not (betas or gammas or layers or csv_path or plot_path):
+        from lcconvert import summary
+
+        info = summary.describe(io.load(net_path))
+        if as_json:
+            click.echo(json.dumps(info, indent=2))
+        else:
+            click.echo(summary.render(info))
+        return
+
+    from lcconvert import stats
+    from lcconvert.errors import OutputError
+    from lcconvert.formats import gz
+
+    if not (betas or gammas or layers):
+        betas = True
+    if plot_path == "-":
+        raise OutputError(plot_path, "--plot needs a file name (a PNG is not written to standard output)")
+    if csv_path == "-" and as_json:
+        raise OutputError(csv_path, "--csv - and --json both want standard output; give --csv a file name")
+    if csv_path and plot_path and csv_path != "-" and gz.same_file(csv_path, plot_path):
+        raise OutputError(csv_path, "--csv and --plot name the same file")
+    for out in (csv_path, plot_path):
+        if out:
+            gz.check_output_path(out, [net_path], force)
+    if plot_path:
+        from lcconvert import plot
+
+        plot.require_matplotlib(plot_path)  # fail before any work or output
 
     net = io.load(net_path)
-    info = summary.describe(net)
+    beta_table = stats.beta_stats(net) if (betas or plot_path) else None
+    gamma_table = stats.gamma_stats(net) if gammas else None
+    tensor_rows, tensor_summary = stats.tensor_stats(net) if layers else (None, None)
+    tables = [t for t in ((beta_table if betas else None), gamma_table) if t is not None]
+
+    if csv_path and csv_path != "-":
+        gz.write_atomic(csv_path, stats.to_csv(tables, tensor_rows).encode())
+    if plot_path:
+        plot.write_plot(beta_table, gamma_table, net.source.path, plot_path)
+
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        doc: dict = {"file": net.source.path}
+        for t in tables:
+            doc[t.kind] = t.to_dict()
+        if layers:
+            doc["tensors"] = {"tensors": [r.to_dict() for r in tensor_rows], "summary": tensor_summary}
+        click.echo(json.dumps(doc, indent=2))
+    elif csv_path == "-":
+        click.echo(stats.to_csv(tables, tensor_rows), nl=False)
     else:
-        click.echo(summary.render(info))
+        parts = [net.source.path] + [stats.render_table(t) for t in tables]
+        if layers:
+            parts.append(stats.render_tensors(tensor_rows, tensor_summary))
+        click.echo("\n\n".join(parts))
+    for out in (csv_path, plot_path):
+        if out and out != "-":
+            click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.argument("a_path", metavar="A")
+@click.argument("b_path", metavar="B")
+@click.option("--json", "as_json", is_flag=True, help="Every tensor as one JSON object instead of text.")
+def diff(a_path, b_path, as_json):
+    """Per-tensor differences of B against A (max and mean absolute, relative L2).
+
+    A and B must have the same architecture. The text lists exactly the tensors
+    that differ; --json has every tensor. Exit code 0 whether or not they differ.
+    """
+    from lcconvert import diff as diff_mod
+    from lcconvert import io
+
+    report = diff_mod.compare(io.load(a_path), io.load(b_path))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(diff_mod.render(report))
+
+
+@main.command("fold-bias")
+@click.argument("src", metavar="IN")
+@click.argument("out", metavar="OUT")
+@click.option("--beta-into", type=click.Choice(["means", "biases"]), default="means", show_default=True,
+              help="Where β (and the conv biases) go: the means (biases written as zeros) or the biases.")
+@click.option("--gamma-into", type=click.Choice(["auto", "variances", "weights"]), default="auto",
+              show_default=True, help="Where γ goes; auto measures both per block in the output encoding.")
+@click.option("--encoding", type=ENCODINGS, help="Encode every layer so (default: keep each layer's).")
+@click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name).")
+@click.option("--train-epsilon", type=float, default=None,
+              help="Batch-norm ε the statistics were trained with (default: the file's, 1e-5).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--no-verify", is_flag=True, help="Skip the check of OUT (legacy) against IN (modern).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the summary.")
+def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, force, no_verify, as_json):
+    """Fold batch-norm γ, β and conv biases so old engines compute what new ones do.
+
+    Writes OUT only when OUT under legacy semantics (γ/β ignored, as lc0 ≤ 0.19 and
+    Leela Zero do) matches IN under modern semantics within the encoding's noise
+    floor; otherwise exits 1 with the comparison and writes nothing.
+    """
+    from lcconvert import fold
+    from lcconvert.errors import VerificationFailed
+
+    # Summaries go to stderr when the network itself goes to stdout.
+    to_stderr = out == "-"
+    try:
+        result = fold.fold_file(src, out, to=to, beta_into=beta_into, gamma_into=gamma_into,
+                                encoding=_encoding(encoding), train_epsilon=train_epsilon, force=force,
+                                verify=not no_verify)
+    except VerificationFailed as e:
+        if as_json:
+            click.echo(json.dumps({"written": False, "fold": e.fold_report.to_dict(),
+                                   "verification": e.verification.to_dict()}, indent=2), err=to_stderr)
+        else:
+            click.echo(fold.render(e.fold_report), err=True)
+            click.echo(e.verification.render(), err=True)
+        raise
+    if as_json:
+        click.echo(json.dumps({"written": True, **result.to_dict()}, indent=2), err=to_stderr)
+        return
+    click.echo(fold.render(result.report), err=to_stderr)
+    if result.verification is not None:
+        click.echo(result.verification.render(), err=to_stderr)
+    else:
+        click.echo("verification skipped (--no-verify)", err=to_stderr)
+    if out != "-":
+        click.echo(f"nothing to fold: copied {src} to {out} unchanged" if result.copied_input
+                   else f"wrote {out}", err=True)
+
+
+@main.command("eval")
+@click.argument("net_path", metavar="NET")
+@click.option("--planes", "planes_path", required=True, metavar="IN.npy|IN.npz",
+              help="Input planes: [N,112,8,8] or [N,112,64] (chess), [N,18,361] or [N,18,19,19] (Go); "
+                   "an .npz is read from its 'planes' array.")
+@click.option("--out", "out_path", metavar="OUT.npz", help="Write every output array to OUT.npz.")
+@click.option("--semantics", type=click.Choice(["modern", "legacy"]), default="modern", show_default=True,
+              help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
+@click.option("--json", "as_json", is_flag=True, help="Print the output arrays as JSON.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def eval_(net_path, planes_path, out_path, semantics, as_json, force):
+    """Evaluate the network NET on input planes: policy, value, WDL, moves left (Go: winrate)."""
+    import io as _io
+
+    import numpy as np
+
+    from lcconvert import forward, io, positions
+    from lcconvert.formats import gz
+
+    if out_path:
+        gz.check_output_path(out_path, [net_path, planes_path], force)
+    net = io.load(net_path)
+    planes = positions.load_planes(planes_path)
+    outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+    if out_path:
+        buf = _io.BytesIO()
+        np.savez(buf, **outputs.arrays())
+        gz.write_atomic(out_path, buf.getvalue())
+        click.echo(f"wrote {out_path} ({outputs.n} positions)", err=True)
+    elif as_json:
+        click.echo(json.dumps({"net": net_path, "semantics": semantics, **outputs.to_dict()}))
+    else:
+        click.echo(outputs.render(net.family))
+
+
+@main.command("verify")
+@click.argument("net_path", metavar="NET")
+@click.option("--against", "ref_path", metavar="REF",
+              help="Compare with REF (any readable network), evaluated with modern semantics.")
+@click.option("--legacy", is_flag=True,
+              help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
+@click.option("--positions", "n_positions", type=click.IntRange(1, 4096), default=32, show_default=True,
+              help="Number of seeded positions.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the positions.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
+def verify_(net_path, ref_path, legacy, n_positions, seed, as_json):
+    """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
+
+    Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
+    """
+    from lcconvert import io, verify
+    from lcconvert.errors import NetworkError, VerificationFailed
+
+    net = io.load(net_path, strict=False)
+    problems = verify.check(net)
+    result = {"net": net_path, "structure": {"passed": not problems, "problems": problems},
+              "backwards_compatible": None, "against": None}
+    failures = [f"structure: {p}" for p in problems]
+    reports = []
+    if not problems:
+        bc = verify.backwards_compatible(net, n_positions, seed)
+        result["backwards_compatible"] = bc.to_dict()
+        reports.append(bc)
+        if legacy and not bc.passed:
+            failures += [f"not backwards compatible: {r}" for r in bc.reasons]
+        if ref_path:
+            ref = io.load(ref_path)
+            ref_problems = verify.check(ref)
+            if ref_problems:
+                raise NetworkError(ref_path, ref_problems[0])
+            cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed)
+            result["against"] = cmp.to_dict()
+            reports.append(cmp)
+            failures += [f"against {ref_path}: {r}" for r in cmp.reasons]
+    result["passed"] = not failures
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
+        lines += [f"  - {p}" for p in problems]
+        lines += [r.render() for r in reports]
+        click.echo("\n".join(lines))
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise VerificationFailed(net_path, failures[0] + more)
 
 
 if __name__ == "__main__":

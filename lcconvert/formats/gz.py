@@ -86,6 +86,16 @@ def check_output_path(out: str, inputs: list[str], force: bool) -> None:
         raise OutputError(out, f"folder {folder} does not exist")
 
 
+def _output_mode(path: str) -> int:
+    """The replaced file's permissions, or 0666 minus the umask for a new file."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write via a temporary file in the same folder, then rename over `path`."""
     if path == "-":
@@ -93,10 +103,13 @@ def write_atomic(path: str, data: bytes) -> None:
         sys.stdout.buffer.flush()
         return
     folder = os.path.dirname(os.path.abspath(path))
+    mode = _output_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".lcconvert-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            # mkstemp creates 0600; give the result the mode a plain open() would.
+            os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         try:

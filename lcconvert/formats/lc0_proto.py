@@ -8,6 +8,7 @@ serializes to the very bytes it was read from.
 """
 from __future__ import annotations
 
+from google.protobuf import unknown_fields
 from google.protobuf.message import DecodeError
 
 from lcconvert._proto import net_pb2
@@ -29,6 +30,7 @@ from lcconvert.tensor import Tensor
 MAGIC = 0x1C0
 # Serialized files start with field 1 (fixed32) = 0x1c0: bytes 0d c0 01 00 00.
 MAGIC_PREFIX = b"\x0d\xc0\x01\x00\x00"
+LAYER_ENCODING_FIELD = 4  # Weights.Layer.encoding
 
 # Network ConvBlock attribute -> protobuf ConvBlock field.
 CONV_FIELDS = {
@@ -56,8 +58,20 @@ def looks_like_lc0(data: bytes) -> bool:
 
 # -- reading -----------------------------------------------------------------
 
+def _unknown_encoding(layer) -> int | None:
+    """An `encoding` value this schema's closed proto2 enum does not know.
+
+    protobuf keeps such a value as an unknown field 4 and reports the field as
+    absent, which would silently decode the layer as LINEAR16.
+    """
+    for f in unknown_fields.UnknownFieldSet(layer):
+        if f.field_number == LAYER_ENCODING_FIELD:
+            return f.data
+    return None
+
+
 def _tensor(layer, where: str, path: str) -> Tensor:
-    encoding_value = layer.encoding if layer.HasField("encoding") else 0
+    encoding_value = layer.encoding if layer.HasField("encoding") else _unknown_encoding(layer) or 0
     try:
         encoding = Encoding(encoding_value) if encoding_value else Encoding.LINEAR16
     except ValueError:

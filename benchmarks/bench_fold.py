@@ -1,0 +1,126 @@
+"""Benchmark: `fold-bias` on a 20×256 SE network with learned γ/β, against the gzip floor, in the same run.
+
+    python benchmarks/bench_fold.py [--blocks 20] [--filters 256] [--repeat 3] [--verify]
+
+Generates a 20-block × 256-filter SE network (LINEAR16, γ learned on the input
+block and every residual conv2 and β on every block, as lczero-training exports
+them) with lcconvert.synth and writes it as .pb.gz at gzip level 9. Then, best of
+`--repeat` each:
+
+- fold-bias --gamma-into variances|weights|auto --no-verify: `fold.fold_file`,
+  i.e. everything `lcconvert fold-bias IN OUT` does after argument parsing;
+- floor: read IN, gunzip it, gzip an output of the same size (the folded
+  payload itself) at level 9 and write it, with zlib alone — no tool that reads
+  and rewrites the file can do less.
+
+`variances` leaves every conv weight layer byte-copied (never decoded), so it
+should sit near the floor (target ≤ 1.5×); `weights` decodes, scales and
+re-encodes every learned-γ conv layer; `auto` encodes and measures both. The
+per-stage split of the variances path is printed too. `--verify` also times the
+in-memory verification (32 positions, float64 forward passes), which fold-bias
+runs by default. Exit status 1 when the variances ratio is above the target.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+TARGET_RATIO = 1.5
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=20)
+    parser.add_argument("--filters", type=int, default=256)
+    parser.add_argument("--se-ratio", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--verify", action="store_true", help="also time the verification fold-bias runs")
+    args = parser.parse_args(argv)
+
+    from lcconvert import fold, io
+    from lcconvert.formats import gz
+    from lcconvert.synth import make_network, write_pb
+
+    with tempfile.TemporaryDirectory(prefix="lcconvert-bench-") as tmp:
+        src = os.path.join(tmp, "net.pb.gz")
+        out = os.path.join(tmp, "out.pb.gz")
+        floor_out = os.path.join(tmp, "floor.pb.gz")
+        start = time.perf_counter()
+        net = make_network(blocks=args.blocks, filters=args.filters, se_ratio=args.se_ratio, seed=1)
+        write_pb(net, src)
+        print(f"network: {args.blocks}x{args.filters} SE/{args.se_ratio}, {net.parameters / 1e6:.1f}M parameters, "
+              f"{os.path.getsize(src) / 1e6:.1f} MB .pb.gz (built in {time.perf_counter() - start:.1f} s)")
+
+        results = {}
+        payloads = {}
+        for strategy in ("variances", "weights", "auto"):
+            def run(strategy=strategy):
+                fold.fold_file(src, out, gamma_into=strategy, force=True, verify=False)
+
+            results[strategy] = best_of(args.repeat, run)
+            payloads[strategy] = gz.gunzip(open(out, "rb").read(), out)
+
+        def floor(payload):
+            def run():
+                with open(src, "rb") as f:
+                    gz.gunzip(f.read(), src)
+                with open(floor_out, "wb") as f:
+                    f.write(gz.gzip_bytes(payload))
+            return run
+
+        floors = {s: best_of(args.repeat, floor(p)) for s, p in payloads.items()}
+
+        # Stage split of the variances path.
+        stages = {}
+        t = time.perf_counter()
+        raw = gz.read_file(src)
+        data = gz.gunzip(raw, src)
+        stages["read + gunzip"] = time.perf_counter() - t
+        from lcconvert.formats import lc0_proto
+
+        t = time.perf_counter()
+        parsed = lc0_proto.read(data, src)
+        stages["parse"] = time.perf_counter() - t
+        t = time.perf_counter()
+        folded, report = fold.fold(parsed, gamma_into="variances")
+        stages["fold"] = time.perf_counter() - t
+        t = time.perf_counter()
+        payload, _ = io.serialize(folded, io.PB)
+        stages["serialize"] = time.perf_counter() - t
+        t = time.perf_counter()
+        gz.gzip_bytes(payload)
+        stages["gzip level 9"] = time.perf_counter() - t
+
+        print(f"\n{'fold-bias --gamma-into':<24}{'time':>9}{'floor':>9}{'ratio':>8}")
+        for s in results:
+            print(f"{s:<24}{results[s]:>8.2f}s{floors[s]:>8.2f}s{results[s] / floors[s]:>7.2f}x")
+        print("\nvariances path by stage: " + ", ".join(f"{k} {v:.2f}s" for k, v in stages.items()))
+        print(f"variances fold: {len(report.folded)} blocks, worst block error {report.worst_error:.2e}")
+
+        if args.verify:
+            from lcconvert import verify
+
+            t = time.perf_counter()
+            v = verify.compare(io.load(out), net, legacy=True)
+            print(f"verification (32 positions, float64): {time.perf_counter() - t:.1f}s, "
+                  f"{'pass' if v.passed else 'FAIL'}")
+
+        ratio = results["variances"] / floors["variances"]
+        print(f"\nvariances ratio {ratio:.2f}x (target ≤ {TARGET_RATIO}x)")
+        return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

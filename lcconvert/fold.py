@@ -1,0 +1,578 @@
+"""Batch-norm folding: a network whose γ/β effect lives in weights, biases, means and variances.
+
+Why: engines before lc0 v0.20 and every Leela Zero build compute a batch-norm
+block as (W∗x + b − μ)/√(σ² + ε) and silently ignore γ and β; lc0 v0.20 lost
+the sign of negative γ (FORMATS.md §3). A folded file computes the same outputs
+on those engines ("legacy semantics") as the original does on a modern engine.
+
+The math, per channel (all of it in float64). A block's modern output for the
+conv output z = W∗x is
+
+    y = γ·(z + b − μ)/s + β,    s = √(σ² + ε_train)
+
+and an engine with its own ε_engine computes from the folded fields
+
+    y' = (k·z + b' − μ')/t,     t = √(σ'² + ε_engine)
+
+where k is the per-channel factor the folded weights carry (W' = k·W). Equal
+for every z exactly when k/t = γ/s and (b' − μ')/t = β + γ(b − μ)/s, i.e.
+
+    b' − μ' = D = β·t + k·(b − μ).
+
+`gamma_into` chooses k and t:
+  * "variances": k = sign(γ) ∈ {+1, −1}, t = s/|γ|, so σ'² = s²/γ² − ε_engine.
+    Weights are byte-copied unless some γ < 0 (those channels are negated) or
+    γ = 0 (k = 0: the channel is zeroed and its constant output β goes into the
+    offset). Impossible when |γ| > s/√ε_engine (σ'² < 0, which breaks readers
+    that clamp variances) and badly conditioned for tiny |γ| (σ'² ≈ s²/γ²).
+  * "weights": k = γ, t = s (σ'² = σ² + ε_train − ε_engine): exact for any γ,
+    but the weights layer is re-quantized (the ELF/Minigo converters' form).
+  * "auto": both candidates are encoded in the output encoding and measured
+    (see `_measure`); the one with the smaller error wins, per block.
+
+`beta_into` splits D:
+  * "means": b' = 0, μ' = k·(μ − b) − β·t (biases written as zeros).
+  * "biases": μ' = k·μ, b' = k·b + β·t (the 2018 training convention: for γ = 1
+    and no conv bias, b' = β·√(σ²+ε) and μ stays the running mean).
+
+Tensors whose values do not change are passed on as the very same `Tensor`
+objects, so they are byte-copied on write and never decoded or re-quantized;
+that is also why folding a folded network changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lcconvert import versions
+from lcconvert.errors import NetworkError, UnsupportedError
+from lcconvert.formats.codecs import Encoding, check_encodable
+from lcconvert.network import ConvBlock, Network
+from lcconvert.tensor import Tensor
+
+BETA_INTO = ("means", "biases")
+GAMMA_INTO = ("auto", "variances", "weights")
+ENGINE_EPSILON = 1e-5  # every lc0 and Leela Zero build (FORMATS.md §3)
+
+
+# -- reports -------------------------------------------------------------------
+
+@dataclass
+class BlockReport:
+    """What happened to one batch-norm block and how well the stored result reproduces it.
+
+    Errors are in units of the block's output y (the activation input), as the
+    root-mean-square over the training distribution the block's own statistics
+    describe (z has mean μ − b and variance σ²):
+      scale_error  |k̂/t̂ − γ/s|·σ_z           — a wrong per-channel scale, at one std of z
+      offset_error |y'(E z) − y(E z)|        — a wrong per-channel offset, at the mean input
+      noise_error  ‖Ŵ' − k·W‖/‖W‖·rms(z)/t̂  — re-quantized weights (0 when byte-copied)
+      error        worst channel's √(scale² + offset² + noise²)
+    `exact_error` is the same figure before encoding (float64 math only).
+    """
+
+    name: str
+    strategy: str  # "unchanged", "variances" or "weights"
+    changed: tuple[str, ...] = ()
+    negated_channels: int = 0
+    zeroed_channels: int = 0
+    error: float = 0.0
+    scale_error: float = 0.0
+    offset_error: float = 0.0
+    noise_error: float = 0.0
+    worst_channel: int | None = None
+    exact_error: float = 0.0
+    candidates: dict = field(default_factory=dict)  # strategy -> error, or the reason it was not possible
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "strategy": self.strategy, "changed": list(self.changed),
+            "negated_channels": self.negated_channels, "zeroed_channels": self.zeroed_channels,
+            "error": self.error, "scale_error": self.scale_error, "offset_error": self.offset_error,
+            "noise_error": self.noise_error, "worst_channel": self.worst_channel,
+            "exact_error": self.exact_error, "candidates": dict(self.candidates),
+        }
+
+
+@dataclass
+class FoldReport:
+    beta_into: str
+    gamma_into: str
+    encoding: str | None
+    train_epsilon: float
+    engine_epsilon: float
+    min_version_before: tuple[int, int, int] | None
+    min_version_after: tuple[int, int, int] | None
+    blocks: list[BlockReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def folded(self) -> list[BlockReport]:
+        return [b for b in self.blocks if b.changed]
+
+    @property
+    def changed(self) -> bool:
+        """False when the output network is the input network (same tensors, same header)."""
+        return bool(self.folded) or self.min_version_before != self.min_version_after or bool(self.notes)
+
+    @property
+    def worst(self) -> BlockReport | None:
+        return max(self.blocks, key=lambda b: b.error, default=None)
+
+    @property
+    def worst_error(self) -> float:
+        return self.worst.error if self.blocks else 0.0
+
+    def strategies(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for b in self.blocks:
+            counts[b.strategy] = counts.get(b.strategy, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        worst = self.worst
+        return {
+            "beta_into": self.beta_into, "gamma_into": self.gamma_into, "encoding": self.encoding,
+            "train_epsilon": self.train_epsilon, "engine_epsilon": self.engine_epsilon,
+            "min_version_before": versions.fmt(self.min_version_before),
+            "min_version_after": versions.fmt(self.min_version_after),
+            "blocks_total": len(self.blocks), "blocks_folded": len(self.folded),
+            "strategies": self.strategies(), "changed": self.changed,
+            "worst_error": self.worst_error, "worst_block": worst.name if worst else None,
+            "blocks": [b.to_dict() for b in self.blocks], "notes": list(self.notes),
+        }
+
+
+# -- the float64 math ------------------------------------------------------------
+
+@dataclass
+class BlockStats:
+    """One block's per-channel batch-norm parameters in float64 (absent γ = 1, β = 0, b = 0)."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+    @classmethod
+    def of(cls, block: ConvBlock) -> "BlockStats":
+        c = block.out_channels
+
+        def get(t: Tensor | None, default: float) -> np.ndarray:
+            return np.full(c, default) if t is None else t.values.astype(np.float64)
+
+        return cls(get(block.gammas, 1.0), get(block.betas, 0.0), get(block.biases, 0.0),
+                   get(block.means, 0.0), get(block.variances, 1.0))
+
+    def modern(self, train_epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, offset) of y = scale·z + offset, the block as trained."""
+        s = np.sqrt(self.var + train_epsilon)
+        scale = self.gamma / s
+        return scale, self.beta + scale * (self.bias - self.mean)
+
+
+@dataclass
+class Solution:
+    """Folded per-channel values in float64: W' = k·W, biases, means, variances."""
+
+    strategy: str
+    k: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def solve(stats: BlockStats, gamma_into: str, beta_into: str, train_epsilon: float,
+          engine_epsilon: float) -> Solution:
+    """The exact fold of one block (module docstring); no encoding, no validity checks."""
+    g = stats.gamma
+    if gamma_into == "variances":
+        k = np.sign(g)  # +1, −1, or 0 for γ = 0
+        zero = g == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # var/γ² + (ε_t/γ² − ε_e) returns the stored σ² bit-for-bit when γ = 1 and ε_t = ε_e
+            var = np.where(zero, 0.0, stats.var / g**2 + (train_epsilon / g**2 - engine_epsilon))
+        # A zeroed channel outputs the constant β whatever its variance: keep the stored one
+        # (it sits inside the layer's range) unless it is not a valid variance for this engine.
+        keep = stats.var + engine_epsilon > 0
+        var = np.where(zero, np.where(keep, stats.var, 1.0 - engine_epsilon), var)
+    elif gamma_into == "weights":
+        k = g.copy()
+        var = stats.var + (train_epsilon - engine_epsilon)
+    else:
+        raise ValueError(f"gamma_into must be 'variances' or 'weights', not {gamma_into!r}")
+    t = np.sqrt(var + engine_epsilon)
+    if beta_into == "means":
+        bias = np.zeros_like(g)
+        mean = k * (stats.mean - stats.bias) - stats.beta * t
+    elif beta_into == "biases":
+        mean = k * stats.mean
+        bias = k * stats.bias + stats.beta * t
+    else:
+        raise ValueError(f"beta_into must be 'means' or 'biases', not {beta_into!r}")
+    return Solution(gamma_into, k, bias, mean, var)
+
+
+@dataclass
+class Errors:
+    per_channel: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    noise: np.ndarray
+
+    @property
+    def worst(self) -> float:
+        return float(np.max(self.per_channel)) if self.per_channel.size else 0.0
+
+
+def measure(stats: BlockStats, k: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: np.ndarray,
+            train_epsilon: float, engine_epsilon: float, noise_ratio: np.ndarray | None = None) -> Errors:
+    """RMS error per channel of the legacy block (k, bias, mean, var) against the modern original.
+
+    `noise_ratio` is ‖Ŵ'_c − k_c·W_c‖/‖W_c‖ per channel for re-quantized weights:
+    the output perturbation (Ŵ' − kW)∗x relative to W∗x, assuming the block's input
+    does not favour a direction of weight space. The statistics give the size of z
+    exactly: E z = μ − b, Var z = σ². A channel with σ'² + ε ≤ 0 has infinite error.
+    """
+    scale, offset = stats.modern(train_epsilon)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_t = 1.0 / np.sqrt(var + engine_epsilon)
+    bad = ~np.isfinite(inv_t) | ~(var + engine_epsilon > 0)
+    inv_t = np.where(bad, 0.0, inv_t)
+    ez = stats.mean - stats.bias
+    sz = np.sqrt(np.maximum(stats.var, 0.0))
+    rms_z = np.sqrt(sz**2 + ez**2)
+    d_scale = k * inv_t - scale
+    scale_err = np.abs(d_scale) * sz
+    offset_err = np.abs(k * inv_t * ez + (bias - mean) * inv_t - (scale * ez + offset))
+    noise = np.zeros_like(k) if noise_ratio is None else noise_ratio * rms_z * inv_t
+    total = np.sqrt(scale_err**2 + offset_err**2 + noise**2)
+    total = np.where(bad | ~np.isfinite(total), np.inf, total)
+    return Errors(total, scale_err, offset_err, noise)
+
+
+# -- building the folded block ------------------------------------------------------
+
+class _Refused(Exception):
+    """A candidate that cannot be used; the message says why (without the file name)."""
+
+
+@dataclass
+class _Candidate:
+    strategy: str
+    block: ConvBlock
+    errors: Errors
+    exact: Errors
+    changed: tuple[str, ...]
+    negated: int
+    zeroed: int
+
+
+def _encode(values: np.ndarray, encoding: Encoding, where: str) -> Tensor:
+    why = check_encodable(values, encoding)
+    if why:
+        raise _Refused(f"{where}: cannot encode as {encoding.name}: {why}")
+    return Tensor.from_values(values, encoding).reencoded(encoding)
+
+
+def _field(block: ConvBlock, name: str, values64: np.ndarray, encoding: Encoding | None,
+           where: str) -> tuple[Tensor, bool]:
+    """A tensor for `values64`: the original one when its float32 values are unchanged."""
+    old = getattr(block, name)
+    values = values64.astype(np.float32)
+    target = encoding or (old.encoding if old is not None else _block_encoding(block))
+    if old is not None and old.encoding is target and np.array_equal(old.values, values):
+        return old, False
+    return _encode(values, target, f"{where}.{name}"), True
+
+
+def _block_encoding(block: ConvBlock) -> Encoding:
+    for t in (block.means, block.variances, block.weights):
+        if t is not None:
+            return t.encoding
+    return Encoding.FLOAT32
+
+
+def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
+               encoding: Encoding | None, eps_t: float, eps_e: float) -> _Candidate:
+    sol = solve(stats, strategy, beta_into, eps_t, eps_e)
+    if strategy == "variances":
+        bad = sol.var < 0
+        if bad.any():
+            c = int(np.argmax(bad))
+            raise _Refused(f"{name}: gamma {stats.gamma[c]:.6g} in channel {c} is too large to fold into the "
+                           f"variances (σ'² = {sol.var[c]:.3g} < 0, which readers that clamp variances break)")
+    changed: list[str] = []
+    fields: dict[str, Tensor] = {}
+    noise_ratio = None
+    if np.all(sol.k == 1.0) or block.weights is None:
+        weights = block.weights
+    else:
+        w = block.weights.values.reshape(stats.gamma.size, -1)
+        new_w = (w.astype(np.float64) * sol.k[:, None]).astype(np.float32)
+        enc = encoding or block.weights.encoding
+        weights = _encode(new_w.ravel(), enc, f"{name}.weights")
+        stored = weights.values.reshape(w.shape).astype(np.float64)
+        norm = np.linalg.norm(w.astype(np.float64), axis=1)
+        diff = np.linalg.norm(stored - sol.k[:, None] * w, axis=1)
+        noise_ratio = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
+        changed.append("weights")
+    for f, values in (("biases", sol.bias), ("means", sol.mean), ("variances", sol.var)):
+        t, was_changed = _field(block, f, values, encoding, name)
+        fields[f] = t
+        if was_changed:
+            changed.append(f)
+    if block.gammas is not None:
+        changed.append("gammas")
+    if block.betas is not None:
+        changed.append("betas")
+    new = ConvBlock(weights=weights, biases=fields["biases"], means=fields["means"],
+                    variances=fields["variances"], gammas=None, betas=None)
+    stored = [fields[f].values.astype(np.float64) for f in ("biases", "means", "variances")]
+    errors = measure(stats, sol.k, *stored, eps_t, eps_e, noise_ratio)
+    if not np.isfinite(errors.worst):
+        c = int(np.argmax(~np.isfinite(errors.per_channel)))
+        raise _Refused(f"{name}: channel {c} does not survive encoding (stored σ'² = {stored[2][c]:.6g} "
+                       f"gives σ'² + ε ≤ 0)")
+    exact = measure(stats, sol.k, sol.bias, sol.mean, sol.var, eps_t, eps_e)
+    negated = int(np.sum(sol.k < 0)) if strategy == "variances" else 0
+    zeroed = int(np.sum(sol.k == 0))
+    return _Candidate(strategy, new, errors, exact, tuple(changed), negated, zeroed)
+
+
+def _nonfinite_index(t: Tensor) -> int | None:
+    """Index of the first non-finite value, found without decoding a tensor that is still encoded
+    (a fold that leaves the weights alone must not pay for decoding them)."""
+    if t.decoded or t.raw is None:
+        bad = ~np.isfinite(t.values)
+    elif t.encoding is Encoding.LINEAR16:
+        # min + θ·(max − min) is finite for every θ ∈ [0, 1] when min and max are.
+        return None if np.isfinite([t.min_val or 0.0, t.max_val or 0.0]).all() else 0
+    elif t.encoding is Encoding.BFLOAT16:
+        bad = (np.frombuffer(t.raw, "<u2") & 0x7F80) == 0x7F80  # exponent all ones: inf or NaN
+    else:
+        bad = ~np.isfinite(np.frombuffer(t.raw, "<f4" if t.encoding is Encoding.FLOAT32 else "<f2"))
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _check_block(path: str, name: str, block: ConvBlock, stats: BlockStats, eps_t: float) -> None:
+    for f, t in block.tensors():
+        i = _nonfinite_index(t)
+        if i is not None:
+            raise NetworkError(path, f"{name}.{f}: non-finite value at index {i}: cannot fold")
+    bad = ~(stats.var + eps_t > 0)
+    if bad.any():
+        c = int(np.argmax(bad))
+        raise NetworkError(path, f"{name}.variances: σ²+ε ≤ 0 in channel {c} (σ² = {stats.var[c]:.6g}, "
+                                 f"ε = {eps_t:g}): not a valid batch norm")
+
+
+def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_into: str,
+               encoding: Encoding | None, train_epsilon: float, engine_epsilon: float) -> tuple[ConvBlock, BlockReport]:
+    """Fold one batch-norm block; raise NetworkError when no allowed strategy can store it."""
+    stats = BlockStats.of(block)
+    _check_block(path, name, block, stats, train_epsilon)
+    strategies = ("variances", "weights") if gamma_into == "auto" else (gamma_into,)
+    found: list[_Candidate] = []
+    reasons: dict[str, object] = {}
+    for strategy in strategies:
+        try:
+            cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon)
+        except _Refused as e:
+            reasons[strategy] = str(e)
+            continue
+        found.append(cand)
+        reasons[strategy] = cand.errors.worst
+    if not found:
+        hint = "; use --gamma-into weights or auto" if gamma_into == "variances" else ""
+        raise NetworkError(path, " / ".join(str(r) for r in reasons.values()) + hint)
+    # Ties go to the earlier candidate: "variances", which leaves the weights alone.
+    best = min(found, key=lambda c: c.errors.worst)
+    changed = best.changed
+    strategy = best.strategy if changed else "unchanged"
+    new_block = block if not changed else best.block
+    e = best.errors
+    worst = int(np.argmax(e.per_channel)) if e.per_channel.size else None
+    report = BlockReport(
+        name=name, strategy=strategy, changed=changed, negated_channels=best.negated,
+        zeroed_channels=best.zeroed, error=e.worst,
+        scale_error=float(e.scale.max(initial=0.0)), offset_error=float(e.offset.max(initial=0.0)),
+        noise_error=float(e.noise.max(initial=0.0)), worst_channel=worst, exact_error=best.exact.worst,
+        candidates=reasons,
+    )
+    return new_block, report
+
+
+# -- the network -------------------------------------------------------------------
+
+def _set_block(net: Network, name: str, block: ConvBlock) -> None:
+    parts = name.split(".")
+    if parts[0] == "residual":
+        setattr(net.residual[int(parts[1])], parts[2], block)
+    else:
+        setattr(net, name, block)
+
+
+def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encoding: Encoding | None = None,
+         train_epsilon: float | None = None, engine_epsilon: float = ENGINE_EPSILON) -> tuple[Network, "FoldReport"]:
+    """A network computing, under legacy semantics, what `net` computes under modern semantics.
+
+    encoding: the output encoding — the folded fields are encoded (and measured) in
+    it and every other tensor is re-encoded too; None keeps each field's own.
+    train_epsilon: the ε the statistics were trained with; None = `net.epsilon`
+    (1e-5 unless a reader knew better). The result carries `engine_epsilon`.
+    """
+    path = net.source.path
+    if beta_into not in BETA_INTO:
+        raise ValueError(f"beta_into must be one of {BETA_INTO}")
+    if gamma_into not in GAMMA_INTO:
+        raise ValueError(f"gamma_into must be one of {GAMMA_INTO}")
+    if net.attention_body or net.format.is_attention:
+        raise UnsupportedError(path, "attention network: not a batch-norm network")
+    eps_t = net.epsilon if train_epsilon is None else float(train_epsilon)
+    eps_e = float(engine_epsilon)
+    if not (eps_t >= 0 and eps_e >= 0 and np.isfinite(eps_t) and np.isfinite(eps_e)):
+        raise UnsupportedError(path, f"epsilon must be finite and ≥ 0 (training {eps_t:g}, engine {eps_e:g})")
+    encoding = Encoding(encoding) if encoding is not None else None
+
+    for name, block in net.conv_blocks():
+        if not block.has_bn and (block.gammas is not None or block.betas is not None):
+            raise NetworkError(path, f"{name}: gammas/betas without batch-norm means and variances: cannot fold")
+        if block.has_bn and (block.means is None or block.variances is None):
+            missing = "variances" if block.variances is None else "means"
+            raise NetworkError(path, f"{name}: batch norm without {missing}: cannot fold")
+
+    new = net.copy()
+    report = FoldReport(beta_into=beta_into, gamma_into=gamma_into,
+                        encoding=encoding.label if encoding is not None else None,
+                        train_epsilon=eps_t, engine_epsilon=eps_e,
+                        min_version_before=net.min_version, min_version_after=None)
+    for name, block in list(new.bn_blocks()):
+        folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e)
+        _set_block(new, name, folded)
+        report.blocks.append(block_report)
+    new.epsilon = eps_e
+    if encoding is not None:
+        from lcconvert.transforms import reencode
+
+        new, _ = reencode(new, encoding)
+        if any(t.encoding is not encoding for _, t in net.tensors()):
+            report.notes.append(f"every layer re-encoded as {encoding.name}")
+    if new.min_version is not None:
+        # The lowest version the architecture needs once γ/β are gone (versions.py);
+        # an absent min_version stays absent and the protobuf writer settles it.
+        new.min_version = versions.required(new)
+    report.min_version_after = new.min_version
+    return new, report
+
+
+# -- rendering ------------------------------------------------------------------------
+
+_SHORT = {"weights": "W", "biases": "b", "means": "μ", "variances": "σ²", "gammas": "γ", "betas": "β"}
+
+
+def render(report: FoldReport) -> str:
+    """The plain-text summary `fold-bias` prints."""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.strategies().items()))
+    lines = [f"folded {len(report.folded)} of {len(report.blocks)} batch-norm blocks "
+             f"(gamma into {report.gamma_into}: {counts}; beta into {report.beta_into}"
+             + (f"; encoded as {report.encoding}" if report.encoding else "")
+             + (f"; training ε {report.train_epsilon:g} → engine ε {report.engine_epsilon:g}"
+                if report.train_epsilon != report.engine_epsilon else "") + ")",
+             f"  {'block':<20}{'strategy':<11}{'rewritten':<17}{'error':>10}{'scale':>10}{'offset':>10}"
+             f"{'noise':>10}  other candidates"]
+    for b in report.blocks:
+        rewritten = " ".join(_SHORT[f] for f in b.changed) or "-"
+        extra = []
+        if b.negated_channels:
+            extra.append(f"{b.negated_channels} channel(s) negated")
+        if b.zeroed_channels:
+            extra.append(f"{b.zeroed_channels} zeroed")
+        for name, value in b.candidates.items():
+            if name != b.strategy and len(b.candidates) > 1:
+                extra.append(f"{name} {value:.2e}" if isinstance(value, float) else f"{name}: refused")
+        lines.append(f"  {b.name:<20}{b.strategy:<11}{rewritten:<17}{b.error:>10.2e}{b.scale_error:>10.2e}"
+                     f"{b.offset_error:>10.2e}{b.noise_error:>10.2e}  {'; '.join(extra)}")
+    worst = report.worst
+    if worst is not None:
+        lines.append(f"  worst block: {worst.name}, channel {worst.worst_channel}: RMS error {worst.error:.3e} "
+                     "in activation units (exact math before encoding: "
+                     f"{max(b.exact_error for b in report.blocks):.1e})")
+    lines.append(f"min_version {versions.fmt(report.min_version_before)} -> {versions.fmt(report.min_version_after)}")
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+# -- files ------------------------------------------------------------------------------
+
+@dataclass
+class FileResult:
+    """What `fold_file` did: the fold, its verification (None with verify=False), the output."""
+
+    report: FoldReport
+    verification: object | None
+    out: str
+    kind: str
+    bytes_written: int
+    copied_input: bool
+
+    def to_dict(self) -> dict:
+        return {"output": self.out, "format": self.kind, "bytes": self.bytes_written,
+                "copied_input": self.copied_input, "fold": self.report.to_dict(),
+                "verification": self.verification.to_dict() if self.verification is not None else None}
+
+
+def _reread(data: bytes, kind: str, path: str) -> Network:
+    from lcconvert.formats import detect, lc0_proto, text
+
+    return lc0_proto.read(data, path) if kind == detect.PB else text.read(data, path)
+
+
+def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "means", gamma_into: str = "auto",
+              encoding: Encoding | None = None, train_epsilon: float | None = None, force: bool = False,
+              verify: bool = True, positions: int = 32, seed: int = 0,
+              on_verified=None) -> FileResult:
+    """Read SRC, fold it, check the result, write OUT atomically; nothing is written on any failure.
+
+    The check is `verify OUT --legacy --against SRC` on the very bytes about to be
+    written (re-read), so text output is checked after its float formatting too.
+    VerificationFailed (exit 1) carries the report as `.verification`.
+    When the fold changes nothing and OUT has SRC's format and compression, SRC's
+    bytes are copied: a network with nothing to fold is not rewritten at all.
+    """
+    from lcconvert import io
+    from lcconvert.errors import VerificationFailed
+    from lcconvert.formats import gz
+
+    gz.check_output_path(out, [src], force)
+    net = io.load(src)
+    folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding,
+                          train_epsilon=train_epsilon)
+    kind = io.output_kind(out, to)
+    data, notes = io.serialize(folded, kind, None)
+    report.notes += notes
+    verification = None
+    if verify:
+        from lcconvert import verify as verify_mod
+
+        written = _reread(data, kind, out)
+        verification = verify_mod.compare(written, net, legacy=True, positions=positions, seed=seed)
+        if on_verified is not None:
+            on_verified(verification)
+        if not verification.passed:
+            err = VerificationFailed(out, "the folded network does not compute what IN computes "
+                                          f"({verification.reasons[0]}); nothing written")
+            err.verification = verification
+            err.fold_report = report
+            raise err
+    compress = io.wants_gzip(out, kind)
+    same_form = (kind == net.source.kind and compress == net.source.compressed and src != "-")
+    copied = not report.changed and same_form
+    if copied:
+        data = gz.read_file(src)
+    elif compress:
+        data = gz.gzip_bytes(data)
+    gz.write_atomic(out, data)
+    return FileResult(report, verification, out, kind, len(data), copied)

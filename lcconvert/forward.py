@@ -1,0 +1,347 @@
+"""NumPy forward pass of batch-norm networks: Lc0 chess nets and Leela Zero Go nets.
+
+Why it exists: every file lcconvert writes is checked by evaluating it, and the
+check is only as good as this evaluation's agreement with real engines (tested
+against lc0 and leelaz outputs in tests/test_forward.py).
+
+Layout and engine facts: FORMATS.md §2 (chess), §3 (batch-norm semantics), §5 (Go).
+Activations are kept as [rows, N, columns, C] — board row outermost, channels
+innermost — so that a 3×3 convolution needs only a *row* im2col: one buffer
+[rows + 2, N, columns, 3·C] holding each square's three horizontal neighbours
+(3× the activation, instead of 9× for a full im2col), whose slices for kernel rows
+0, 1, 2 are contiguous [rows·N·columns, 3·C] matrices. The convolution is then three
+BLAS products over the whole batch, summed; a 1×1 convolution is one product. Batch norm is applied as a per-channel
+scale (multiplied into the weight matrix once, as engines do at load) and shift.
+
+Semantics (FORMATS.md §3):
+- "modern" (lc0 ≥ 0.21): y = γ·(conv + b − μ)/√(σ² + ε) + β, γ = 1, β = 0, b = 0 when absent,
+  ε = the network's own batch-norm epsilon (1e-5 for every Lc0/Leela Zero file).
+- "legacy" (lc0 ≤ 0.19, Leela Zero): y = (conv + b − μ)/√(σ² + ε); γ and β are ignored, ε = 1e-5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError
+from lcconvert.network import (
+    ACTIVATION_MISH,
+    ACTIVATION_RELU,
+    NETWORK_ONNX,
+    POLICY_CLASSICAL,
+    POLICY_CONVOLUTION,
+    VALUE_CLASSICAL,
+    VALUE_WDL,
+    ConvBlock,
+    Family,
+    Network,
+)
+
+SEMANTICS = ("modern", "legacy")
+ENGINE_EPSILON = 1e-5  # every engine's batch-norm epsilon (FORMATS.md §3)
+GO_BLACK_TO_MOVE_PLANE = 16  # FORMATS.md §5
+
+
+@dataclass
+class Outputs:
+    """Raw network outputs for a batch of N inputs (P = 1858 chess, 362 Go)."""
+
+    policy_logits: np.ndarray  # [N, P]
+    policy: np.ndarray  # [N, P], softmax over all P outputs
+    value: np.ndarray  # [N]: Q = W − L for WDL, the tanh output otherwise (Go: side to move)
+    wdl: np.ndarray | None = None  # [N, 3] win, draw, loss
+    moves_left: np.ndarray | None = None  # [N]
+    winrate: np.ndarray | None = None  # [N], Go: (1 + value)/2
+
+    FIELDS = ("policy_logits", "policy", "value", "wdl", "moves_left", "winrate")
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The outputs that exist, by name (what `eval --out` writes)."""
+        return {f: getattr(self, f) for f in self.FIELDS if getattr(self, f) is not None}
+
+    @property
+    def n(self) -> int:
+        return int(self.policy.shape[0])
+
+    def to_dict(self) -> dict:
+        """JSON-ready lists of every output that exists."""
+        return {name: arr.tolist() for name, arr in self.arrays().items()}
+
+    def render(self, family: Family, top: int = 3) -> str:
+        """A short table: per input, the top policy outputs (index, move for chess, probability) and the value."""
+        names = None
+        if family is Family.CHESS:
+            from lcconvert.policy_map import moves
+
+            names = moves()
+        extra = "   WDL" if self.wdl is not None else ("   winrate" if self.winrate is not None else "")
+        lines = [f"{'#':>4}  {'top policy (index move p)':<{top * 22}}{'value':>8}{extra}"
+                 + ("   moves-left" if self.moves_left is not None else "")]
+        for i in range(self.n):
+            order = np.argsort(-self.policy[i])[:top]
+            cells = []
+            for j in order:
+                label = names[j] if names is not None else ("pass" if j == self.policy.shape[1] - 1 else
+                                                              f"{'ABCDEFGHJKLMNOPQRST'[j % 19]}{j // 19 + 1}")
+                cells.append(f"{j:>4} {label:<6}{self.policy[i, j]:.3f}".ljust(22))
+            row = f"{i:>4}  {''.join(cells)}{self.value[i]:>8.4f}"
+            if self.wdl is not None:
+                row += "   " + " ".join(f"{p:.3f}" for p in self.wdl[i])
+            elif self.winrate is not None:
+                row += f"   {self.winrate[i]:.4f}"
+            if self.moves_left is not None:
+                row += f"   {self.moves_left[i]:.1f}"
+            lines.append(row)
+        return "\n".join(lines)
+
+
+def evaluate(net: Network, planes, semantics: str = "modern", dtype=np.float32, source: str = "<planes>") -> Outputs:
+    """Evaluate `net` on a batch of input planes (see `Model`); `source` names the planes in errors."""
+    return Model(net, semantics, dtype)(planes, source=source)
+
+
+def supported_problem(net: Network) -> str | None:
+    """Why `net` cannot be evaluated here, or None."""
+    if net.format.network_kind == NETWORK_ONNX:
+        return "ONNX network: not evaluated"
+    if net.attention_body or net.format.is_attention:
+        return "attention network: not evaluated"
+    if net.format.value_kind not in (VALUE_CLASSICAL, VALUE_WDL):
+        return f"value head format {net.format.value_kind}: not evaluated"
+    if net.format.policy_kind not in (POLICY_CLASSICAL, POLICY_CONVOLUTION):
+        return f"policy head format {net.format.policy_kind}: not evaluated"
+    if net.format.activation not in (ACTIVATION_RELU, ACTIVATION_MISH):
+        return f"activation {net.format.activation}: not evaluated"
+    return None
+
+
+def _mish(x: np.ndarray) -> np.ndarray:
+    return x * np.tanh(np.logaddexp(0, x))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow warnings for large |z|
+
+
+class _Conv:
+    """A convolution with its batch norm folded into the weight columns, plus a per-channel shift."""
+
+    def __init__(self, block: ConvBlock, cin: int, kernel: int, semantics: str, epsilon: float, dtype):
+        w = block.weights.values.astype(np.float64)
+        cout = w.size // (cin * kernel * kernel)
+        # [out][in][kh][kw] -> [kh][(kw, in)][out]: one matrix per kernel row, rows in the
+        # (kw, in) order of the row-im2col buffer.
+        w = w.reshape(cout, cin, kernel, kernel).transpose(2, 3, 1, 0).reshape(kernel, kernel * cin, cout)
+        b = block.biases.values.astype(np.float64) if block.biases is not None else np.zeros(cout)
+        if block.has_bn:
+            eps = epsilon if semantics == "modern" else ENGINE_EPSILON
+            scale = 1.0 / np.sqrt(block.variances.values.astype(np.float64) + eps)
+            shift = b - block.means.values.astype(np.float64)
+            if semantics == "modern":
+                if block.gammas is not None:
+                    scale = scale * block.gammas.values
+                shift = shift * scale + (block.betas.values if block.betas is not None else 0.0)
+            else:
+                shift = shift * scale
+            w = w * scale  # broadcast over the last (output channel) axis
+        else:
+            shift = b
+        self.w = np.ascontiguousarray(w, dtype=dtype)
+        self.shift = shift.astype(dtype)
+        self.kernel, self.cin, self.cout = kernel, cin, cout
+
+
+class Model:
+    """A network prepared for repeated evaluation in one semantics and dtype.
+
+    Preparing decodes the tensors and folds each batch norm into its weight
+    matrix once; `Model(planes)` then costs only the matrix products.
+    """
+
+    def __init__(self, net: Network, semantics: str = "modern", dtype=np.float32):
+        if semantics not in SEMANTICS:
+            raise ValueError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
+        path = net.source.path
+        why = supported_problem(net)
+        if why:
+            raise UnsupportedError(path, why)
+        problems = net.structure_problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise NetworkError(path, problems[0] + more)
+        self.net, self.semantics, self.dtype = net, semantics, np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError("dtype must be float32 or float64")
+        self.family, self.board = net.family, net.board_size
+        self.squares, self.planes = net.squares, net.input_planes
+        self.mish = net.format.activation == ACTIVATION_MISH
+        c = net.filters
+        conv = lambda block, cin, k: _Conv(block, cin, k, semantics, net.epsilon, self.dtype)  # noqa: E731
+        self.input = conv(net.input, self.planes, 3)
+        self.tower = []
+        for r in net.residual:
+            se = None
+            if r.se is not None:
+                s = r.se.channels
+                se = (self._mat(r.se.w1, s, c), self._vec(r.se.b1), self._mat(r.se.w2, 2 * c, s), self._vec(r.se.b2))
+            self.tower.append((conv(r.conv1, c, 3), conv(r.conv2, c, 3), se))
+        self.conv_policy = net.format.policy_kind == POLICY_CONVOLUTION
+        if self.conv_policy:
+            from lcconvert import policy_map
+
+            self.policy1 = conv(net.policy1, c, 3)
+            self.policy = conv(net.policy, c, 3)
+            self.policy_gather = policy_map.conv_policy_gather()
+        else:
+            self.policy = conv(net.policy, c, 1)
+            self.ip_pol = self._head_fc(net.ip_pol_w, net.ip_pol_b, self.policy.cout)
+        self.value = conv(net.value, c, 1)
+        self.ip1_val = self._head_fc(net.ip1_val_w, net.ip1_val_b, self.value.cout)
+        self.ip2_val = (self._mat(net.ip2_val_w, net.ip2_val_b.size, net.ip1_val_b.size), self._vec(net.ip2_val_b))
+        self.wdl = net.format.value_kind == VALUE_WDL
+        self.moves_left = None
+        if net.has_moves_left:
+            ml = conv(net.moves_left, c, 1)
+            self.moves_left = (ml, self._head_fc(net.ip1_mov_w, net.ip1_mov_b, ml.cout),
+                               (self._mat(net.ip2_mov_w, 1, net.ip1_mov_b.size), self._vec(net.ip2_mov_b)))
+        self.value_from_black = net.family is Family.GO and net.go_value_from_black
+
+    # -- preparation helpers ---------------------------------------------------
+    def _vec(self, t) -> np.ndarray:
+        return t.values.astype(self.dtype)
+
+    def _mat(self, t, out: int, inp: int) -> np.ndarray:
+        """An FC weight [out][in] as the right operand of x @ w."""
+        return np.ascontiguousarray(t.values.reshape(out, inp).T, dtype=self.dtype)
+
+    def _head_fc(self, w_t, b_t, channels: int):
+        """FC after a conv: engines flatten channel-major (c·squares + sq); our rows are (sq, c)."""
+        out = b_t.size
+        w = w_t.values.reshape(out, channels, self.squares).transpose(2, 1, 0).reshape(self.squares * channels, out)
+        return np.ascontiguousarray(w, dtype=self.dtype), self._vec(b_t)
+
+    # -- evaluation --------------------------------------------------------------
+    def _act(self, x: np.ndarray) -> np.ndarray:
+        if self.mish:
+            return _mish(x)
+        return np.maximum(x, 0, out=x)
+
+    def _conv1(self, x: np.ndarray, conv: _Conv) -> np.ndarray:
+        """1×1 convolution: x [rows, N, cols, cin] → [rows, N, cols, cout]."""
+        y = x.reshape(-1, conv.cin) @ conv.w[0]
+        y += conv.shift
+        return y.reshape(x.shape[:3] + (conv.cout,))
+
+    def _conv3(self, x: np.ndarray, conv: _Conv, rows_buf: np.ndarray) -> np.ndarray:
+        """3×3 zero-padded convolution: x [rows, N, cols, cin] → [rows, N, cols, cout].
+
+        `rows_buf` [rows+2, N, cols, 3·cin] is zero on its border rows and on the
+        columns a shifted copy does not reach; only those interiors are written here.
+        """
+        b, cin = self.board, conv.cin
+        rows_buf[1:b + 1, :, 1:, :cin] = x[:, :, :b - 1]  # left neighbour (kernel column 0)
+        rows_buf[1:b + 1, :, :, cin:2 * cin] = x  # the square itself
+        rows_buf[1:b + 1, :, :b - 1, 2 * cin:] = x[:, :, 1:]  # right neighbour (kernel column 2)
+        m = b * x.shape[1] * b
+        y = rows_buf[0:b].reshape(m, 3 * cin) @ conv.w[0]
+        tmp = np.empty_like(y)
+        for ky in (1, 2):
+            np.matmul(rows_buf[ky:ky + b].reshape(m, 3 * cin), conv.w[ky], out=tmp)
+            y += tmp
+        y += conv.shift
+        return y.reshape(x.shape[:3] + (conv.cout,))
+
+    @staticmethod
+    def _flatten(x: np.ndarray) -> np.ndarray:
+        """[rows, N, cols, C] → [N, squares·C] in (square, channel) order, the rows of `_head_fc`."""
+        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(x.shape[1], -1)
+
+    def input_array(self, planes, source: str = "<planes>") -> np.ndarray:
+        """Accepted layouts → [N, squares, planes] in the model's dtype; FormatError otherwise."""
+        x = np.asarray(planes)
+        p, sq, b = self.planes, self.squares, self.board
+        if x.ndim == 4 and x.shape[1:] == (p, b, b):
+            x = x.reshape(x.shape[0], p, sq)
+        if x.ndim != 3 or x.shape[1:] != (p, sq):
+            raise FormatError(source, f"input planes have shape {list(x.shape)}, expected [N,{p},{b},{b}] or "
+                                      f"[N,{p},{sq}] for this {self.family.value} network")
+        if x.shape[0] == 0:
+            raise FormatError(source, "no input positions (N = 0)")
+        if not np.issubdtype(x.dtype, np.number) and x.dtype != np.bool_:
+            raise FormatError(source, f"input planes are {x.dtype}, expected numbers")
+        x = x.astype(self.dtype)
+        if not np.all(np.isfinite(x)):
+            raise FormatError(source, "input planes contain non-finite values")
+        return np.ascontiguousarray(x.transpose(0, 2, 1))
+
+    def __call__(self, planes, source: str = "<planes>") -> Outputs:
+        raw = self.input_array(planes, source)  # [N, squares, planes]
+        n, b, c = raw.shape[0], self.board, self.input.cout
+        x = np.ascontiguousarray(raw.reshape(n, b, b, self.planes).transpose(1, 0, 2, 3))
+        # One row-im2col buffer per input width, reused by every 3×3 convolution of that
+        # width: the zero border stays zero because only the interior is ever written.
+        bufs = {}
+
+        def conv3(h, conv):
+            if conv.cin not in bufs:
+                bufs[conv.cin] = np.zeros((b + 2, n, b, 3 * conv.cin), dtype=self.dtype)
+            return self._conv3(h, conv, bufs[conv.cin])
+
+        x = self._act(conv3(x, self.input))
+        for conv1, conv2, se in self.tower:
+            h = self._act(conv3(x, conv1))
+            y = conv3(h, conv2)
+            if se is not None:
+                w1, b1, w2, b2 = se
+                pooled = y.mean(axis=(0, 2))  # [N, C]: average over the board
+                z = self._act(pooled @ w1 + b1) @ w2 + b2
+                y *= _sigmoid(z[:, :c])[None, :, None, :]
+                y += z[None, :, None, c:]
+            y += x
+            x = self._act(y)
+
+        # Policy.
+        if self.conv_policy:
+            p = conv3(self._act(conv3(x, self.policy1)), self.policy)  # [8, N, 8, 80], no activation
+            # lc0 indexes the 80 planes as plane·64 + square.
+            logits = p.transpose(1, 3, 0, 2).reshape(n, -1)[:, self.policy_gather]
+        else:
+            p = self._act(self._conv1(x, self.policy))
+            w, bias = self.ip_pol
+            logits = self._flatten(p) @ w + bias
+        logits = np.ascontiguousarray(logits)
+
+        # Value.
+        v = self._act(self._conv1(x, self.value))
+        w, bias = self.ip1_val
+        v = self._act(self._flatten(v) @ w + bias)
+        w, bias = self.ip2_val
+        v = v @ w + bias
+        wdl = None
+        if self.wdl:
+            wdl = _softmax(v)
+            value = wdl[:, 0] - wdl[:, 2]
+        else:
+            value = np.tanh(v[:, 0])
+
+        moves_left = None
+        if self.moves_left is not None:
+            ml, (w1, b1), (w2, b2) = self.moves_left
+            m = self._act(self._conv1(x, ml))
+            m = self._act(self._flatten(m) @ w1 + b1)
+            moves_left = np.maximum(m @ w2 + b2, 0)[:, 0]  # lc0: ReLU on the output, whatever the activation
+
+        winrate = None
+        if self.family is Family.GO:
+            if self.value_from_black:
+                black_to_move = raw[:, :, GO_BLACK_TO_MOVE_PLANE].mean(axis=1) > 0.5
+                value = np.where(black_to_move, value, -value)
+            winrate = (1 + value) / 2
+        return Outputs(policy_logits=logits, policy=_softmax(logits), value=value, wdl=wdl,
+                       moves_left=moves_left, winrate=winrate)

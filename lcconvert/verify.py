@@ -1,0 +1,326 @@
+"""Checks and comparisons of networks, returned as data (`Report`, problem lists).
+
+Why: lcconvert promises that a file it writes computes what its source computed.
+`check` finds what makes a file unreadable or wrong for an engine (shapes, values,
+format enums); `compare` and `backwards_compatible` run the forward pass on seeded
+realistic positions and judge the differences against a tolerance derived in the
+same run from the encoding's own noise (DESIGN.md "Verification"). Rendering for
+a terminal is here as plain text; exit codes belong to the CLI.
+
+All forward passes here run in float64, so the arithmetic itself contributes
+~1e-13 and every difference measured is caused by the parameters (and the
+semantics) — which is what a file is.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lcconvert import versions
+from lcconvert.formats import codecs
+from lcconvert.formats.codecs import Encoding
+from lcconvert.network import (
+    ACTIVATION_MISH,
+    ACTIVATION_RELU,
+    MOVES_LEFT_NONE,
+    MOVES_LEFT_V1,
+    NETWORK_CLASSICAL,
+    NETWORK_CLASSICAL_WITH_HEADFORMAT,
+    NETWORK_SE,
+    NETWORK_SE_WITH_HEADFORMAT,
+    POLICY_CLASSICAL,
+    POLICY_CONVOLUTION,
+    VALUE_CLASSICAL,
+    VALUE_WDL,
+    Family,
+    Network,
+)
+from lcconvert.tensor import Tensor
+
+DTYPE = np.float64
+# Pass rule for `compare`: difference ≤ K × noise floor + allowance, per head.
+# K = 2: a file that is REF re-encoded in NET's encoding sits at exactly 1× the
+# re-encode floor; one draw of the rounding floor is itself a noisy maximum over a
+# few dozen positions, hence the factor 2. Measured on maia-1100 (LINEAR16, seeds
+# 0–4): folding γ into the variances and β into the biases (only batch-norm layers
+# re-quantized) reaches 0.05–0.34× the floor; folding γ into the LINEAR16 conv
+# weights (whose shared ranges it stretches) reaches 4–64× — K sits in that gap.
+K = 2.0
+# Absolute allowance per head, relative to the head's scale (1 for probabilities,
+# value and WDL; the largest |moves-left| in plies): 1e-9 is far above float64
+# arithmetic (~1e-13 here) and far below any encoding's effect (≥ 1e-7 even for
+# FLOAT32 storage rounding), so it only keeps comparisons whose floor is exactly 0
+# (identical parameters) from failing on the order of operations.
+ALLOWANCE = 1e-9
+# Float32 storage rounds every parameter by up to half an ulp (2^-24 relative): the
+# rounding floor never assumes a parameter is stored more precisely than that.
+FLOAT32_HALF_ULP = 2.0 ** -24
+HEADS = ("policy", "value", "wdl", "moves_left")
+HEAD_LABELS = {"policy": "policy (probabilities)", "value": "value (Q or tanh)", "wdl": "WDL",
+               "moves_left": "moves left (plies)"}
+KNOWN_INPUT_FORMATS = (1, 2, 3, 4, 5, 132, 133)
+
+
+# -- structure and numerics ----------------------------------------------------
+
+def check(net: Network) -> list[str]:
+    """Every structural, numeric and format-enum problem of `net`, each naming its block."""
+    from lcconvert.shapes import structure_problems, value_problems
+
+    problems = list(structure_problems(net))
+    problems += value_problems(net, epsilon=net.epsilon)
+    problems += format_problems(net)
+    return problems
+
+
+def format_problems(net: Network) -> list[str]:
+    """Format enums and version fields that disagree with the weights present."""
+    problems: list[str] = []
+    f = net.format
+    if net.family is Family.CHESS and not net.attention_body:
+        if f.input is not None and f.input not in KNOWN_INPUT_FORMATS:
+            problems.append(f"format.input: unknown input format {f.input}")
+        has_se = any(r.se is not None for r in net.residual)
+        kind = f.network_kind
+        if kind in (NETWORK_SE, NETWORK_SE_WITH_HEADFORMAT) and net.residual and not has_se:
+            problems.append(f"format.network: declared SE ({kind}) but no residual block has an SE unit")
+        if kind in (NETWORK_CLASSICAL, NETWORK_CLASSICAL_WITH_HEADFORMAT) and has_se:
+            first = next(i for i, r in enumerate(net.residual) if r.se is not None)
+            problems.append(f"residual.{first}.se: SE unit present but the network format is CLASSICAL ({kind})")
+        if f.policy_kind not in (POLICY_CLASSICAL, POLICY_CONVOLUTION):
+            problems.append(f"format.policy: policy format {f.policy_kind} is not a convolutional-network head")
+        if f.policy_kind == POLICY_CONVOLUTION and (net.ip_pol_w is not None or net.ip_pol_b is not None):
+            problems.append("ip_pol_w: present but the policy format is CONVOLUTION (it has no FC layer)")
+        if f.value_kind not in (VALUE_CLASSICAL, VALUE_WDL):
+            problems.append(f"format.value: value format {f.value_kind} is not supported by this network layout")
+        if f.moves_left_kind not in (MOVES_LEFT_NONE, MOVES_LEFT_V1):
+            problems.append(f"format.moves_left: unknown moves-left format {f.moves_left_kind}")
+        if f.moves_left_kind == MOVES_LEFT_NONE and (net.moves_left is not None or net.ip1_mov_w is not None):
+            problems.append("moves_left: weights present but the format declares no moves-left head")
+        if f.activation not in (ACTIVATION_RELU, ACTIVATION_MISH):
+            problems.append(f"format.default_activation: unknown activation {f.activation}")
+    if net.weights_encoding not in (None, 0, 1):
+        problems.append(f"format.weights_encoding: {net.weights_encoding} is not LINEAR16; lc0 rejects it unless "
+                        "min_version ≥ 0.33")
+    if net.min_version is not None and net.source.kind == "pb":
+        need = versions.required(net)
+        if net.min_version < need:
+            problems.append(f"min_version: {versions.fmt(net.min_version)} is below {versions.fmt(need)}, "
+                            "which the file's architecture and layer encodings need")
+    return problems
+
+
+# -- reports -----------------------------------------------------------------------
+
+@dataclass
+class HeadResult:
+    """One output head's differences over all positions (max and mean absolute)."""
+
+    head: str
+    max_abs: float
+    mean_abs: float
+    limit: float
+    floor: float | None = None  # max of the two floors below (compare only)
+    floor_reencode: float | None = None  # REF vs REF re-encoded in NET's encoding
+    floor_rounding: float | None = None  # REF vs REF with every parameter moved by its encoding's rounding bound
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_abs <= self.limit)
+
+    def to_dict(self) -> dict:
+        return {"head": self.head, "max_abs": self.max_abs, "mean_abs": self.mean_abs, "floor": self.floor,
+                "floor_reencode": self.floor_reencode, "floor_rounding": self.floor_rounding,
+                "limit": self.limit, "passed": self.passed}
+
+
+@dataclass
+class Report:
+    """The result of `compare` or `backwards_compatible`: numbers per head and why it failed."""
+
+    kind: str  # "against" or "backwards_compatible"
+    net: str
+    ref: str
+    net_semantics: str
+    ref_semantics: str
+    positions: int
+    seed: int
+    heads: list[HeadResult] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    encoding: str | None = None  # NET's dominant encoding (the floor's encoding)
+    k: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+    def head(self, name: str) -> HeadResult | None:
+        return next((h for h in self.heads if h.head == name), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind, "passed": self.passed, "net": self.net, "ref": self.ref,
+            "net_semantics": self.net_semantics, "ref_semantics": self.ref_semantics,
+            "positions": self.positions, "seed": self.seed, "encoding": self.encoding, "k": self.k,
+            "allowance": ALLOWANCE, "heads": [h.to_dict() for h in self.heads],
+            "reasons": list(self.reasons), "notes": list(self.notes),
+        }
+
+    def render(self) -> str:
+        if self.kind == "backwards_compatible":
+            title = (f"backwards compatible (legacy engines, γ/β ignored): {'yes' if self.passed else 'no'}")
+        else:
+            title = (f"against {self.ref} ({self.net_semantics} vs {self.ref_semantics}): "
+                     f"{'pass' if self.passed else 'FAIL'}")
+        lines = [title, f"  {self.positions} positions, seed {self.seed}"
+                 + (f"; noise floor: REF re-encoded as {self.encoding}, pass ≤ {self.k:g}×floor + allowance"
+                    if self.k is not None else "")]
+        header = f"  {'head':<24}{'max |diff|':>12}{'mean |diff|':>13}"
+        if self.k is not None:
+            header += f"{'floor':>12}"
+        header += f"{'limit':>12}  ok"
+        lines.append(header)
+        for h in self.heads:
+            row = f"  {HEAD_LABELS.get(h.head, h.head):<24}{h.max_abs:>12.3e}{h.mean_abs:>13.3e}"
+            if self.k is not None:
+                row += f"{h.floor:>12.3e}"
+            row += f"{h.limit:>12.3e}  {'yes' if h.passed else 'NO'}"
+            lines.append(row)
+        lines += [f"  - {r}" for r in self.reasons]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# -- comparisons ------------------------------------------------------------------------
+
+def _head_arrays(out) -> dict[str, np.ndarray]:
+    return {"policy": out.policy, "value": out.value, "wdl": out.wdl, "moves_left": out.moves_left}
+
+
+def _diffs(a, b) -> dict[str, np.ndarray]:
+    """Absolute differences of the heads both outputs have."""
+    x, y = _head_arrays(a), _head_arrays(b)
+    return {h: np.abs(x[h] - y[h]) for h in HEADS if x[h] is not None and y[h] is not None}
+
+
+def _scale(ref_out, head: str) -> float:
+    """1 for probabilities/value/WDL; the largest |moves-left| (plies) for moves left."""
+    arr = _head_arrays(ref_out)[head]
+    return max(1.0, float(np.abs(arr).max())) if head == "moves_left" else 1.0
+
+
+def dominant_encoding(net: Network) -> Encoding:
+    """The encoding holding most of `net`'s parameters."""
+    counts = Counter()
+    for _, t in net.tensors():
+        counts[t.encoding] += t.size
+    return counts.most_common(1)[0][0] if counts else Encoding.LINEAR16
+
+
+def _rounded(ref: Network, encoding: Encoding, seed: int) -> Network:
+    """REF with every parameter moved by a seeded uniform amount within the rounding bound of
+    writing it afresh in `encoding` (at least float32's half ulp): the noise any file in
+    that encoding carries, even when re-encoding REF itself is lossless."""
+    from lcconvert.transforms import map_tensors
+
+    rng = np.random.default_rng(seed + 0x5EED)
+
+    def perturb(_name, t: Tensor) -> Tensor:
+        v = t.values.astype(np.float64)
+        bound = np.maximum(np.asarray(codecs.rounding_bound(t.values, encoding), dtype=np.float64),
+                           np.abs(v) * FLOAT32_HALF_ULP)
+        return Tensor.from_values(v + rng.uniform(-1.0, 1.0, v.shape) * bound, Encoding.FLOAT32)
+
+    return map_tensors(ref, perturb)
+
+
+def _name(net: Network) -> str:
+    return net.source.path
+
+
+def _interface_reasons(net: Network, ref: Network) -> list[str]:
+    reasons = []
+    if net.family is not ref.family:
+        reasons.append(f"NET is a {net.family.value} network, REF a {ref.family.value} network")
+    for what, has_net, has_ref in (("WDL value", net.value_outputs == 3, ref.value_outputs == 3),
+                                   ("moves-left head", net.has_moves_left, ref.has_moves_left)):
+        if has_ref and not has_net:
+            reasons.append(f"REF has a {what}, NET has none")
+    return reasons
+
+
+def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0) -> Report:
+    """NET (legacy semantics if `legacy`, else modern) against REF (modern) on seeded positions.
+
+    Passes when every head's max |difference| ≤ K × noise floor + allowance, where the
+    floor is the larger of (a) REF vs REF re-encoded in NET's dominant encoding and
+    (b) REF vs REF with each parameter moved within that encoding's rounding bound,
+    both measured here on the same positions.
+    """
+    from lcconvert.forward import Model
+    from lcconvert.positions import random_planes
+    from lcconvert.transforms import reencode
+
+    semantics = "legacy" if legacy else "modern"
+    report = Report("against", _name(net), _name(ref), semantics, "modern", positions, seed, k=K)
+    report.reasons += _interface_reasons(net, ref)
+    if net.family is not ref.family:
+        return report
+    planes = random_planes(ref, positions, seed)
+    out_ref = Model(ref, "modern", DTYPE)(planes)
+    out_net = Model(net, semantics, DTYPE)(planes)
+    encoding = dominant_encoding(net)
+    report.encoding = encoding.name
+    reencoded, _ = reencode(ref, encoding)
+    floor_re = _diffs(Model(reencoded, "modern", DTYPE)(planes), out_ref)
+    floor_round = _diffs(Model(_rounded(ref, encoding, seed), "modern", DTYPE)(planes), out_ref)
+    for head, d in _diffs(out_net, out_ref).items():
+        fr, fq = float(floor_re[head].max()), float(floor_round[head].max())
+        floor = max(fr, fq)
+        limit = K * floor + ALLOWANCE * _scale(out_ref, head)
+        result = HeadResult(head, float(d.max()), float(d.mean()), limit, floor, fr, fq)
+        report.heads.append(result)
+        if not result.passed:
+            report.reasons.append(f"{HEAD_LABELS[head]}: max difference {result.max_abs:.3e} exceeds "
+                                  f"{K:g} × noise floor {floor:.3e} + allowance = {limit:.3e}")
+    return report
+
+
+def backwards_compatible(net: Network, positions: int = 32, seed: int = 0) -> Report:
+    """Would an engine that ignores γ and β (lc0 ≤ 0.19, Leela Zero) compute what lc0 ≥ 0.21 does?
+
+    Same file, so no encoding noise: the modern and legacy outputs must agree within
+    the arithmetic allowance. Also lists what stops old engines from loading the file
+    at all (non-LINEAR16 layers, missing conv biases). FORMATS.md §3.
+    """
+    from lcconvert.forward import Model
+    from lcconvert.positions import random_planes
+
+    report = Report("backwards_compatible", _name(net), _name(net), "legacy", "modern", positions, seed)
+    planes = random_planes(net, positions, seed)
+    modern = Model(net, "modern", DTYPE)(planes)
+    legacy = Model(net, "legacy", DTYPE)(planes)
+    for head, d in _diffs(legacy, modern).items():
+        result = HeadResult(head, float(d.max()), float(d.mean()), ALLOWANCE * _scale(modern, head))
+        report.heads.append(result)
+    failed = [h for h in report.heads if not h.passed]
+    if failed:
+        learned = [name for name, b in net.bn_blocks()
+                   if (b.gammas is not None and np.any(b.gammas.values != 1))
+                   or (b.betas is not None and np.any(b.betas.values != 0))]
+        worst = ", ".join(f"{h.head} {h.max_abs:.3g}" for h in failed)
+        report.reasons.append(f"legacy semantics (γ and β ignored) change the outputs (max |diff|: {worst}); "
+                              f"{len(learned)} block(s) carry learned γ/β, first {learned[0] if learned else '-'}")
+    no_bias = [name for name, b in net.bn_blocks() if b.biases is None]
+    if no_bias:
+        report.reasons.append(f"{no_bias[0]}: no conv biases ({len(no_bias)} block(s)); lc0 ≤ 0.19 needs a "
+                              "biases layer of C entries")
+    # Layer encodings exist only in protobuf files; text weights are decimal for every engine.
+    not_linear = sorted({t.encoding.name for _, t in net.tensors() if not t.encoding.legacy_readable})
+    if not_linear and net.source.kind != "text":
+        report.reasons.append(f"layers encoded as {', '.join(not_linear)}: engines before lc0 v0.33 decode "
+                              "every layer as LINEAR16")
+    return report
