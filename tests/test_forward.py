@@ -9,7 +9,6 @@ import pytest
 from conftest import LZ_0K, LZ_RANDOM, MAIA, REFERENCE
 from lcconvert import forward, io, policy_map, positions, synth
 from lcconvert.errors import FormatError, UnsupportedError
-from lcconvert.network import ConvBlock, Family
 
 
 @pytest.fixture(scope="module")

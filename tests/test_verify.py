@@ -126,11 +126,11 @@ def test_maia_is_not_backwards_compatible(maia, run_cli):
     assert any(r.startswith("input: no conv biases") for r in report.reasons)
     json.dumps(report.to_dict())
 
-    plain = run_cli("verify", MAIA)
+    plain = run_cli("verify", MAIA, "--positions", "8")
     assert plain.exit_code == 0, plain.stderr
     assert "structure and numerics: ok" in plain.stdout
     assert "backwards compatible (legacy engines, γ/β ignored): no" in plain.stdout
-    strict = run_cli("verify", MAIA, "--legacy")
+    strict = run_cli("verify", MAIA, "--legacy", "--positions", "8")
     assert strict.exit_code == 1
     assert strict.stderr.startswith(f"lcconvert: {MAIA}: not backwards compatible: legacy semantics (γ and β ignored)")
 
