@@ -27,8 +27,14 @@ for every z exactly when k/t = γ/s and (b' − μ')/t = β + γ(b − μ)/s, i.
     that clamp variances) and badly conditioned for tiny |γ| (σ'² ≈ s²/γ²).
   * "weights": k = γ, t = s (σ'² = σ² + ε_train − ε_engine): exact for any γ,
     but the weights layer is re-quantized (the ELF/Minigo converters' form).
-  * "auto": both candidates are encoded in the output encoding and measured
-    (see `_measure`); the one with the smaller error wins, per block.
+  * split (only inside "auto"): k = λ·sign(γ)·(|γ|/s)^p for p ∈ {¼, ½, ¾, 1}, so
+    σ'² = (k·s/γ)² − ε_engine; part of γ goes into the weights and part into the
+    variances, which narrows the variance layer's range (its LINEAR16 step is
+    shared by all channels) at the price of re-quantizing the weights; λ keeps
+    the weights layer's span. Exact for any sign of γ.
+  * "auto": every candidate is encoded in the output encoding and measured
+    (see `measure`); the one with the smaller error wins, per block, ties going
+    to "variances", which leaves the weights alone.
 
 `beta_into` splits D:
   * "means": b' = 0, μ' = k·(μ − b) − β·t (biases written as zeros).
@@ -53,6 +59,8 @@ from lcconvert.tensor import Tensor
 
 BETA_INTO = ("means", "biases")
 GAMMA_INTO = ("auto", "variances", "weights")
+# "auto" also tries γ split between weights and variances (split_factors), named by exponent.
+SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
 ENGINE_EPSILON = 1e-5  # every lc0 and Leela Zero build (FORMATS.md §3)
 
 
@@ -184,11 +192,45 @@ class Solution:
     var: np.ndarray
 
 
-def solve(stats: BlockStats, gamma_into: str, beta_into: str, train_epsilon: float,
-          engine_epsilon: float) -> Solution:
-    """The exact fold of one block (module docstring); no encoding, no validity checks."""
+def split_factors(stats: BlockStats, weights: np.ndarray | None, exponent: float,
+                  train_epsilon: float) -> np.ndarray:
+    """Per-channel weight factors k for a "split" fold: k ∝ sign(γ)·(|γ|/s)^exponent.
+
+    exponent 0 is the "variances" fold (k = ±1), exponent 1 makes every σ'² equal
+    (the variance layer then stores a single value exactly). In between, the ratio
+    of largest to smallest σ'² shrinks as (max/min of s/|γ|)^(2(1−exponent)), so a
+    LINEAR16 variance layer keeps relative precision on its small channels, while
+    the weights move by smaller factors. The common scale λ is chosen so the
+    weights layer keeps its span (max − min) and so its LINEAR16 step.
+    """
     g = stats.gamma
-    if gamma_into == "variances":
+    s = np.sqrt(stats.var + train_epsilon)
+    k = np.sign(g) * (np.abs(g) / s) ** exponent
+    if weights is not None and weights.size:
+        old_span = float(weights.max() - weights.min())
+        scaled = weights * k[:, None]
+        new_span = float(scaled.max() - scaled.min())
+        if old_span > 0 and new_span > 0:
+            k = k * (old_span / new_span)
+    return k
+
+
+def solve(stats: BlockStats, gamma_into: str, beta_into: str, train_epsilon: float,
+          engine_epsilon: float, k: np.ndarray | None = None) -> Solution:
+    """The exact fold of one block (module docstring); no encoding, no validity checks.
+
+    gamma_into "split" takes the per-channel weight factors `k` (see split_factors).
+    """
+    g = stats.gamma
+    if gamma_into == "split":
+        zero = k == 0
+        s2 = stats.var + train_epsilon
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.where(zero, 0.0, k**2 * s2 / np.where(zero, 1.0, g) ** 2 - engine_epsilon)
+        keep = stats.var + engine_epsilon > 0
+        var = np.where(zero, np.where(keep, stats.var, 1.0 - engine_epsilon), var)
+        k = k.astype(np.float64)
+    elif gamma_into == "variances":
         k = np.sign(g)  # +1, −1, or 0 for γ = 0
         zero = g == 0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -202,17 +244,23 @@ def solve(stats: BlockStats, gamma_into: str, beta_into: str, train_epsilon: flo
         k = g.copy()
         var = stats.var + (train_epsilon - engine_epsilon)
     else:
-        raise ValueError(f"gamma_into must be 'variances' or 'weights', not {gamma_into!r}")
-    t = np.sqrt(var + engine_epsilon)
-    if beta_into == "means":
-        bias = np.zeros_like(g)
-        mean = k * (stats.mean - stats.bias) - stats.beta * t
-    elif beta_into == "biases":
-        mean = k * stats.mean
-        bias = k * stats.bias + stats.beta * t
-    else:
-        raise ValueError(f"beta_into must be 'means' or 'biases', not {beta_into!r}")
+        raise ValueError(f"gamma_into must be 'variances', 'weights' or 'split', not {gamma_into!r}")
+    bias, mean = offsets(stats, k, np.sqrt(var + engine_epsilon), beta_into)
     return Solution(gamma_into, k, bias, mean, var)
+
+
+def offsets(stats: BlockStats, k: np.ndarray, t: np.ndarray, beta_into: str) -> tuple[np.ndarray, np.ndarray]:
+    """(b', μ') with b' − μ' = β·t + k·(b − μ): the legacy block outputs β at the mean input E z = μ − b.
+
+    Called with the *stored* t̂ = √(σ̂'² + ε) once the variances are encoded, the
+    offset absorbs the variance layer's rounding at the mean input, leaving only
+    the scale error |k/t̂ − γ/s|·σ_z around it (the least-squares best offset).
+    """
+    if beta_into == "means":
+        return np.zeros_like(k), k * (stats.mean - stats.bias) - stats.beta * t
+    if beta_into == "biases":
+        return k * stats.bias + stats.beta * t, k * stats.mean
+    raise ValueError(f"beta_into must be 'means' or 'biases', not {beta_into!r}")
 
 
 @dataclass
@@ -297,7 +345,12 @@ def _block_encoding(block: ConvBlock) -> Encoding:
 
 def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
                encoding: Encoding | None, eps_t: float, eps_e: float) -> _Candidate:
-    sol = solve(stats, strategy, beta_into, eps_t, eps_e)
+    if strategy.startswith("split"):
+        w2d = block.weights.values.reshape(stats.gamma.size, -1).astype(np.float64) if block.weights else None
+        k = split_factors(stats, w2d, SPLIT_EXPONENTS[strategy], eps_t)
+        sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
+    else:
+        sol = solve(stats, strategy, beta_into, eps_t, eps_e)
     if strategy == "variances":
         bad = sol.var < 0
         if bad.any():
@@ -319,11 +372,20 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
         diff = np.linalg.norm(stored - sol.k[:, None] * w, axis=1)
         noise_ratio = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
         changed.append("weights")
-    for f, values in (("biases", sol.bias), ("means", sol.mean), ("variances", sol.var)):
+    fields["variances"], var_changed = _field(block, "variances", sol.var, encoding, name)
+    stored_var = fields["variances"].values.astype(np.float64)
+    if not np.all(stored_var + eps_e > 0):
+        c = int(np.argmax(~(stored_var + eps_e > 0)))
+        raise _Refused(f"{name}: channel {c} does not survive encoding (stored σ'² = {stored_var[c]:.6g} "
+                       f"gives σ'² + ε ≤ 0)")
+    bias, mean = offsets(stats, sol.k, np.sqrt(stored_var + eps_e), beta_into)
+    for f, values in (("biases", bias), ("means", mean)):
         t, was_changed = _field(block, f, values, encoding, name)
         fields[f] = t
         if was_changed:
             changed.append(f)
+    if var_changed:
+        changed.append("variances")
     if block.gammas is not None:
         changed.append("gammas")
     if block.betas is not None:
@@ -337,7 +399,7 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
         raise _Refused(f"{name}: channel {c} does not survive encoding (stored σ'² = {stored[2][c]:.6g} "
                        f"gives σ'² + ε ≤ 0)")
     exact = measure(stats, sol.k, sol.bias, sol.mean, sol.var, eps_t, eps_e)
-    negated = int(np.sum(sol.k < 0)) if strategy == "variances" else 0
+    negated = int(np.sum(sol.k < 0)) if strategy != "weights" else 0
     zeroed = int(np.sum(sol.k == 0))
     return _Candidate(strategy, new, errors, exact, tuple(changed), negated, zeroed)
 
@@ -374,7 +436,7 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     """Fold one batch-norm block; raise NetworkError when no allowed strategy can store it."""
     stats = BlockStats.of(block)
     _check_block(path, name, block, stats, train_epsilon)
-    strategies = ("variances", "weights") if gamma_into == "auto" else (gamma_into,)
+    strategies = ("variances", "weights", *SPLIT_EXPONENTS) if gamma_into == "auto" else (gamma_into,)
     found: list[_Candidate] = []
     reasons: dict[str, object] = {}
     for strategy in strategies:
@@ -533,7 +595,7 @@ def _reread(data: bytes, kind: str, path: str) -> Network:
 def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "means", gamma_into: str = "auto",
               encoding: Encoding | None = None, train_epsilon: float | None = None, force: bool = False,
               verify: bool = True, positions: int = 32, seed: int = 0,
-              on_verified=None) -> FileResult:
+              on_verified=None, checkpoint_options: dict | None = None) -> FileResult:
     """Read SRC, fold it, check the result, write OUT atomically; nothing is written on any failure.
 
     The check is `verify OUT --legacy --against SRC` on the very bytes about to be
@@ -547,7 +609,7 @@ def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "me
     from lcconvert.formats import gz
 
     gz.check_output_path(out, [src], force)
-    net = io.load(src)
+    net = io.load(src, checkpoint_options=checkpoint_options)  # checkpoint_options: TF checkpoint inputs only
     folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding,
                           train_epsilon=train_epsilon)
     kind = io.output_kind(out, to)
