@@ -544,7 +544,7 @@ def render(report: FoldReport) -> str:
              + (f"; training ε {report.train_epsilon:g} → engine ε {report.engine_epsilon:g}"
                 if report.train_epsilon != report.engine_epsilon else "") + ")",
              f"  {'block':<20}{'strategy':<11}{'rewritten':<17}{'error':>10}{'scale':>10}{'offset':>10}"
-             f"{'noise':>10}  other candidates"]
+             f"{'noise':>10}  notes"]
     for b in report.blocks:
         rewritten = " ".join(_SHORT[f] for f in b.changed) or "-"
         extra = []
@@ -552,9 +552,12 @@ def render(report: FoldReport) -> str:
             extra.append(f"{b.negated_channels} channel(s) negated")
         if b.zeroed_channels:
             extra.append(f"{b.zeroed_channels} zeroed")
-        for name, value in b.candidates.items():
-            if name != b.strategy and len(b.candidates) > 1:
-                extra.append(f"{name} {value:.2e}" if isinstance(value, float) else f"{name}: refused")
+        others = {n: v for n, v in b.candidates.items() if n != b.strategy}
+        measured = {n: v for n, v in others.items() if isinstance(v, float)}
+        if measured:  # the runner-up only; --json lists every candidate
+            name = min(measured, key=measured.get)
+            extra.append(f"next {name} {measured[name]:.2e}")
+        extra += [f"{n}: refused" for n, v in others.items() if not isinstance(v, float) and n in GAMMA_INTO]
         lines.append(f"  {b.name:<20}{b.strategy:<11}{rewritten:<17}{b.error:>10.2e}{b.scale_error:>10.2e}"
                      f"{b.offset_error:>10.2e}{b.noise_error:>10.2e}  {'; '.join(extra)}")
     worst = report.worst
