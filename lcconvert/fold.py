@@ -638,6 +638,6 @@ def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "me
     if copied:
         data = gz.read_file(src)
     elif compress:
-        data = gz.gzip_bytes(data)
+        data = gz.gzip_bytes(data, gz.level_for(kind))
     gz.write_atomic(out, data)
     return FileResult(report, verification, out, kind, len(data), copied)

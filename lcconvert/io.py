@@ -76,12 +76,12 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
 
 
 def save(net: Network, path: str, to: str | None = None, encoding: Encoding | None = None,
-         force: bool = False, inputs: tuple[str, ...] = (), level: int = gz.DEFAULT_LEVEL) -> list[str]:
+         force: bool = False, inputs: tuple[str, ...] = (), level: int | None = None) -> list[str]:
     """Write `net` to `path` atomically; refuses to overwrite inputs or existing files without force."""
     gz.check_output_path(path, list(inputs), force)
     kind = output_kind(path, to)
     data, notes = serialize(net, kind, encoding)
     if wants_gzip(path, kind):
-        data = gz.gzip_bytes(data, level)
+        data = gz.gzip_bytes(data, gz.level_for(kind) if level is None else level)
     gz.write_atomic(path, data)
     return notes

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import gzip
-from fractions import Fraction
 import io as _io
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -141,6 +141,32 @@ def test_chess_head_widths_are_inferred_from_the_file():
     net = random_chess_net(blocks=1, policy_filters=3, value_filters=5, hidden=7, seed=3)
     back = text.read(text.write(net), "x.txt")
     assert (back.policy.out_channels, back.value.out_channels, back.ip1_val_b.size) == (3, 5, 7)
+
+
+def test_short_chess_head_line_is_named_not_its_neighbour():
+    """Head widths are inferred from biases/means/variances by agreement, so the damaged line is the one named."""
+    lines = text.write(random_chess_net(blocks=1)).split(b"\n")
+    policy_biases = 1 + 4 + 8 + 2  # version, input block, one residual block, then policy weights, biases
+    lines[policy_biases - 1] = lines[policy_biases - 1].rsplit(b" ", 1)[0]
+    with pytest.raises(NetworkError, match=rf"line {policy_biases}: policy\.biases: 3 values, expected 4"):
+        text.read(b"\n".join(lines), "chess.txt")
+
+
+def test_go_heads_other_than_leela_zero_are_refused():
+    net = io.load(str(LZ_0K))
+    net.ip1_val_w = Tensor.from_values(net.ip1_val_w.values[: 361 * 128])
+    net.ip1_val_b = Tensor.from_values(net.ip1_val_b.values[:128])
+    net.ip2_val_w = Tensor.from_values(net.ip2_val_w.values[:128])
+    assert net.structure_problems() == []
+    with pytest.raises(UnsupportedError, match="fixed heads .* this network has 2, 1, 128"):
+        text.write(net)
+
+
+def test_other_batch_norm_epsilon_is_refused():
+    net = random_chess_net(blocks=1)
+    net.epsilon = 1e-3
+    with pytest.raises(UnsupportedError, match="epsilon 0.001: engines reading text use 1e-05; run fold-bias"):
+        text.write(net)
 
 
 def test_absent_biases_written_as_zeros_and_unit_gammas_dropped():

@@ -93,7 +93,7 @@ def _split_lines(data: bytes, path: str) -> list[bytes]:
     Leela Zero counts a blank trailing line as a tensor line and then rejects the
     file, so we reject every blank line and say where it is.
     """
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first character of a real file; strip() would copy it
         raise FormatError(path, "line 1: empty file: expected a version number")
     lines = data.split(b"\n")
     if lines[-1] == b"":
@@ -129,7 +129,6 @@ def _parse_line(line: bytes, number: int, path: str) -> np.ndarray:
         values = np.loadtxt(_io.BytesIO(line), dtype=np.float32, delimiter=None, comments=None, ndmin=1)
     except ValueError:
         _raise_bad_token(line, number, path)
-        raise  # _raise_bad_token always raises; kept so a parser change cannot pass silently
     if values.ndim > 1:  # a stray '\r' inside the line: whitespace to the engines too
         values = values.ravel()
     finite = np.isfinite(values)
@@ -140,7 +139,8 @@ def _parse_line(line: bytes, number: int, path: str) -> np.ndarray:
     return values
 
 
-def _raise_bad_token(line: bytes, number: int, path: str) -> None:
+def _raise_bad_token(line: bytes, number: int, path: str):
+    """Raise the FormatError for a line NumPy could not parse, naming the first bad token."""
     for i, match in enumerate(_BAD_TOKEN.finditer(line), start=1):
         token = match.group()
         try:
@@ -156,10 +156,18 @@ def _show(token: bytes, limit: int = 24) -> str:
     return repr(text + ("…" if len(token) > limit else ""))
 
 
+def _width(values: list[np.ndarray], biases: int) -> int | None:
+    """A conv block's filters: its biases' length, unless its means and variances agree on another
+    (so a damaged biases line is reported as the damaged line). None past the end of the file."""
+    sizes = [v.size for v in values[biases:biases + 3]]
+    if len(sizes) < 3:
+        return sizes[0] if sizes else None
+    return sizes[1] if sizes[1] == sizes[2] else sizes[0]
+
+
 def _channels(values: list[np.ndarray]) -> int:
-    """Filters: the input biases' length (line 3), unless the means and variances agree on another."""
-    biases, means, variances = (v.size for v in values[1:4])
-    return means if means == variances else biases
+    """Filters of the tower: from the input block's lines 3-5, as the engines read line 3."""
+    return _width(values, 1)
 
 
 def _family(values: list[np.ndarray], version: int, path: str) -> Family:
@@ -218,12 +226,15 @@ def _expected(values: list[np.ndarray], family: Family, blocks: int) -> list[tup
         i = index[name]
         return values[i].size if i < len(values) else None
 
+    def width(block: str) -> int | None:
+        return _width(values, index[f"{block}.biases"])
+
     c = _channels(values)
     planes, squares = INPUT_PLANES[family], BOARD_SIZE[family] ** 2
     if family is Family.GO:
         p, v, hidden = GO_POLICY_FILTERS, GO_VALUE_FILTERS, GO_VALUE_HIDDEN
     else:
-        p, v, hidden = size("policy.biases"), size("value.biases"), size("ip1_val_b")
+        p, v, hidden = width("policy"), width("value"), size("ip1_val_b")
     expect = {"input.weights": 9 * planes * c}
     for f in CONV_ORDER[1:]:
         expect[f"input.{f}"] = c
@@ -320,15 +331,13 @@ def write(net: Network) -> bytes:
         version = 2 if net.go_value_from_black else 1
     else:
         version = 2
-    out = [b"%d\n" % version]
-    for name, tensor in _ordered(net):
-        values = tensor.values
-        finite = np.isfinite(values)
+    tensors = list(_ordered(net))
+    for name, tensor in tensors:  # all checked before any formatting work
+        finite = np.isfinite(tensor.values)
         if not finite.all():
             i = int(np.argmin(finite))
-            raise NetworkError(path, f"{name}: value {i} is {values[i]}: text weights must be finite")
-        out.append(format_floats(values))
-    return b"".join(out)
+            raise NetworkError(path, f"{name}: value {i} is {tensor.values[i]}: text weights must be finite")
+    return b"".join([b"%d\n" % version] + [format_floats(tensor.values) for _, tensor in tensors])
 
 
 def _check_writable(net: Network) -> None:
@@ -354,6 +363,12 @@ def _check_writable(net: Network) -> None:
         what = "text v2 holds only classical chess networks" if net.family is Family.CHESS else \
             "Leela Zero text holds only classical Go networks"
         raise UnsupportedError(path, f"{what}: this one has {', '.join(reasons)}; write .pb.gz")
+    if net.family is Family.GO:
+        widths = (net.policy.out_channels if net.policy else None, net.value.out_channels if net.value else None,
+                  net.ip1_val_b.size if net.ip1_val_b is not None else None)
+        if widths != (GO_POLICY_FILTERS, GO_VALUE_FILTERS, GO_VALUE_HIDDEN):
+            raise UnsupportedError(path, f"Leela Zero text has fixed heads (policy conv 2 filters, value conv 1, "
+                                         f"value FC 256); this network has {widths[0]}, {widths[1]}, {widths[2]}")
     if net.epsilon != ENGINE_EPSILON:
         raise UnsupportedError(path, f"batch-norm epsilon {net.epsilon:g}: engines reading text use "
                                      f"{ENGINE_EPSILON:g}; run fold-bias first")
@@ -400,14 +415,15 @@ def _ordered(net: Network):
 # out sign, digits, point and exponent in fixed cells and squeeze out the empty
 # ones — every step a NumPy operation over a chunk of values.
 #
-# Correctness: D must sit inside the interval by at least 2^-20 of the half-gap
-# to each float32 neighbour (gaps taken exactly in float64). D is computed in
-# float64 with relative error ≤ 2^-51 (two roundings), far less than that margin
-# (≥ 2^-45 relative). So a correctly rounding reader (strtof, as the engines use)
-# and a reader that rounds through float64 first (NumPy, Python) both land on the
-# same float32. The margin costs a digit only for decimals on or within ~1e-6
-# half-gaps of the interval's edge. Nine digits always fit: the nearest 9-digit
-# decimal is within 5e-9 relative, a half-gap is at least 2^-25 ≈ 3e-8 relative.
+# Correctness: D is accepted only if |D − x| < (1 − 2^-20)·h, with h the smaller of
+# the half-gaps to x's float32 neighbours (exact, from x's bits). The test runs in
+# decimal units, |m − x·10^k| < h·10^k; its float64 rounding error (≤ 2^-52·x·10^k)
+# is 128 times below the margin (≥ 2^-45·x·10^k, as h ≥ 2^-25·x). So a correctly
+# rounding reader (strtof, as the engines use) and one that rounds through float64
+# first (NumPy, Python) both land on x. The margin, and using the smaller half-gap on
+# both sides, cost a digit only for decimals on the interval's edge — ties that
+# need a half-gap with few decimal digits, i.e. values ≥ 2^15, never typical weights.
+# Nine digits always fit: the nearest 9-digit decimal is within 5e-9·x, h ≥ 3e-8·x.
 
 _DIGITS = 9
 _E_MIN, _E_MAX = -46, 39  # decimal exponents of float32 values (1.4e-45 .. 3.4e38), with slack
@@ -416,7 +432,7 @@ _POW10 = np.array([float(f"1e{e}") for e in range(_E_MIN, 60)])
 _HALF_MARGIN = 0.5 * (1.0 - 2.0 ** -20)
 _LOG10_2 = float(np.log10(2.0))
 _LOG10_MARGIN = float(np.log10(_HALF_MARGIN))  # log10(2·half) = (u + 1)·log10 2 + this
-_CHUNK = 1 << 20  # values per vectorised pass: bounds the temporary [chunk, 21] arrays
+_CHUNK = 1 << 14  # values per pass: temporaries of 128 KB stay in cache (measured best of 4K..1M)
 _SCI_BELOW, _SCI_FROM = -4, 9  # positional for 1e-4 ≤ |x| < 1e9, else d.ddde±XX
 
 
@@ -435,7 +451,6 @@ _PREFIX = np.concatenate([
 # Per decimal exponent: the "e±XX" suffix of scientific notation, else nothing.
 _SUFFIX = _words([f"e{e:+03d}" if e < _SCI_BELOW or e >= _SCI_FROM else "" for e in range(_E_MIN, _E_MAX + 1)])
 _N_EXP = _E_MAX - _E_MIN + 1
-_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 # _LOW[k]: the low k bytes of a word (k ≥ 8: all of it).
 _LOW = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [0xFFFFFFFFFFFFFFFF] * 4, "<u8")
 _DOT = np.uint64(ord("."))
@@ -454,8 +469,8 @@ def format_floats(values: np.ndarray) -> bytes:
 def _candidate(a, base, p, half):
     """Nearest p-digit decimal m·10^-k to a (m returned), and whether it reads back as a.
 
-    Compared in decimal units: |m − a·10^k| < half·10^k. With 10^k = _POW10[p + base]
-    (base = −1 − e10 − _E_MIN) the rounding error of the products stays ~10x below the margin.
+    Compared in decimal units, |m − a·10^k| < half·10^k, with 10^k = _POW10[p + base] and
+    base = −1 − e10 − _E_MIN; the products' rounding stays far inside the margin (note above).
     """
     scale = _POW10[p + base]
     scaled = a * scale
@@ -466,9 +481,8 @@ def _candidate(a, base, p, half):
 def _shortest(ax: np.ndarray):
     """(m, p, e10): the shortest decimal m·10^(e10 − p + 1) reading back as each |x| > 0.
 
-    `half` is the smaller of the half-gaps to the two float32 neighbours (with the
-    margin), used on both sides: only powers of two, whose gap above is twice the gap
-    below, could ever have had a shorter decimal above them.
+    `half` is the smaller of the half-gaps to the two float32 neighbours, shrunk by the
+    margin, and used on both sides (the note above says what that costs: nothing for weights).
     """
     a = ax.astype(np.float64)
     # From the bits: a ∈ [2^(b−1), 2^b), spacing 2^(b−24) (2^-149 for subnormals); the gap
