@@ -10,6 +10,7 @@ import sys
 import click
 
 from lcconvert import __version__
+from lcconvert.cli_options import checkpoint_options
 from lcconvert.errors import LcconvertError
 
 ENCODINGS = click.Choice(["linear16", "float16", "bfloat16", "float32"], case_sensitive=False)
@@ -53,11 +54,12 @@ def _print_notes(notes):
 @click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name: .txt/.txt.gz → text, else protobuf).")
 @click.option("--encoding", type=ENCODINGS, help="Re-encode every layer (protobuf output). Default: keep each layer's encoding.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def convert(src, out, to, encoding, force):
+@checkpoint_options
+def convert(src, out, to, encoding, force, checkpoint_options):
     """Convert the network IN to OUT (any readable format to any format that can hold it)."""
     from lcconvert import io
 
-    net = io.load(src)
+    net = io.load(src, checkpoint_options=checkpoint_options)
     notes = io.save(net, out, to=to, encoding=_encoding(encoding), force=force, inputs=(src,))
     _print_notes(notes)
     if out != "-":
@@ -76,7 +78,8 @@ def convert(src, out, to, encoding, force):
 @click.option("--plot", "plot_path", metavar="FILE.png",
               help="Box plot per layer of the effective betas (and gammas with --gammas); needs matplotlib.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv/--plot file.")
-def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force):
+@checkpoint_options
+def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force, checkpoint_options):
     """Describe the network NET: format, architecture, encodings, fields present.
 
     With --betas/--gammas/--layers (or --csv/--plot, which default to --betas):
@@ -87,7 +90,7 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     if not (betas or gammas or layers or csv_path or plot_path):
         from lcconvert import summary
 
-        info = summary.describe(io.load(net_path))
+        info = summary.describe(io.load(net_path, checkpoint_options=checkpoint_options))
         if as_json:
             click.echo(json.dumps(info, indent=2))
         else:
@@ -114,7 +117,7 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
 
         plot.require_matplotlib(plot_path)  # fail before any work or output
 
-    net = io.load(net_path)
+    net = io.load(net_path, checkpoint_options=checkpoint_options)
     beta_table = stats.beta_stats(net) if (betas or plot_path) else None
     gamma_table = stats.gamma_stats(net) if gammas else None
     tensor_rows, tensor_summary = stats.tensor_stats(net) if layers else (None, None)
@@ -178,7 +181,9 @@ def diff(a_path, b_path, as_json):
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the check of OUT (legacy) against IN (modern).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the summary.")
-def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, force, no_verify, as_json):
+@checkpoint_options
+def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, force, no_verify, as_json,
+              checkpoint_options):
     """Fold batch-norm γ, β and conv biases so old engines compute what new ones do.
 
     Writes OUT only when OUT under legacy semantics (γ/β ignored, as lc0 ≤ 0.19 and
@@ -191,7 +196,8 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
     # Summaries go to stderr when the network itself goes to stdout.
     to_stderr = out == "-"
     try:
-        result = fold.fold_file(src, out, to=to, beta_into=beta_into, gamma_into=gamma_into,
+        result = fold.fold_file(src, out, checkpoint_options=checkpoint_options,
+                                to=to, beta_into=beta_into, gamma_into=gamma_into,
                                 encoding=_encoding(encoding), train_epsilon=train_epsilon, force=force,
                                 verify=not no_verify)
     except VerificationFailed as e:
@@ -260,7 +266,8 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force):
               help="Number of seeded positions.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
-def verify_(net_path, ref_path, legacy, n_positions, seed, as_json):
+@checkpoint_options
+def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_options):
     """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
 
     Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
@@ -268,7 +275,7 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json):
     from lcconvert import io, verify
     from lcconvert.errors import NetworkError, VerificationFailed
 
-    net = io.load(net_path, strict=False)
+    net = io.load(net_path, strict=False, checkpoint_options=checkpoint_options)
     problems = verify.check(net)
     result = {"net": net_path, "structure": {"passed": not problems, "problems": problems},
               "backwards_compatible": None, "against": None}
@@ -281,7 +288,7 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json):
         if legacy and not bc.passed:
             failures += [f"not backwards compatible: {r}" for r in bc.reasons]
         if ref_path:
-            ref = io.load(ref_path)
+            ref = io.load(ref_path, checkpoint_options=checkpoint_options)
             ref_problems = verify.check(ref)
             if ref_problems:
                 raise NetworkError(ref_path, ref_problems[0])

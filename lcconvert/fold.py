@@ -613,9 +613,11 @@ def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "me
 
     gz.check_output_path(out, [src], force)
     net = io.load(src, checkpoint_options=checkpoint_options)  # checkpoint_options: TF checkpoint inputs only
+    kind = io.output_kind(out, to)
+    if encoding is None:
+        encoding = io.default_encoding(net, kind)
     folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding,
                           train_epsilon=train_epsilon)
-    kind = io.output_kind(out, to)
     data, notes = io.serialize(folded, kind, None)
     report.notes += notes
     verification = None

@@ -60,6 +60,19 @@ def wants_gzip(path: str, kind: str) -> bool:
     return False
 
 
+def default_encoding(net: Network, kind: str) -> Encoding | None:
+    """The encoding an output gets when the user names none.
+
+    Files keep each layer's own encoding (a round trip is exact). A TF checkpoint
+    holds float32 training variables: written as protobuf it gets LINEAR16, as
+    lczero-training's own export does, because that is the form every engine reads
+    (FLOAT32 layers need lc0 ≥ 0.33).
+    """
+    if kind == PB and net.source.kind == "checkpoint":
+        return Encoding.LINEAR16
+    return None
+
+
 def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tuple[bytes, list[str]]:
     """The uncompressed bytes of `net` in `kind`, and notes for the user."""
     notes: list[str] = []
@@ -80,6 +93,8 @@ def save(net: Network, path: str, to: str | None = None, encoding: Encoding | No
     """Write `net` to `path` atomically; refuses to overwrite inputs or existing files without force."""
     gz.check_output_path(path, list(inputs), force)
     kind = output_kind(path, to)
+    if encoding is None:
+        encoding = default_encoding(net, kind)
     data, notes = serialize(net, kind, encoding)
     if wants_gzip(path, kind):
         data = gz.gzip_bytes(data, gz.level_for(kind) if level is None else level)

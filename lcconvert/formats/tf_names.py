@@ -81,8 +81,9 @@ def _conv_block_rules(prefix: str, target: str, conv: str = "conv2d") -> tuple[R
     )
 
 
-def _dense_rules(layer: str, weight: str, bias: str) -> tuple[Rule, ...]:
-    return (Rule(rf"{layer}/kernel", weight, DENSE), Rule(rf"{layer}/bias", bias, VECTOR))
+def _dense_rules(layer: str, weight: str, bias: str, kernel_name: str = "kernel") -> tuple[Rule, ...]:
+    """A dense layer: Keras names its matrix `kernel`, lczero-training's TF1 graphs `weight`."""
+    return (Rule(rf"{layer}/{kernel_name}", weight, DENSE), Rule(rf"{layer}/bias", bias, VECTOR))
 
 
 # lczero-training, TF2/Keras with layer names (2020-02 → 2023; tfprocess.py at fae46e6). Names are the
@@ -125,9 +126,9 @@ LCZERO_TF1 = Scheme(
         Rule(r"bn(?P<ord>\d+)/se_fc(?P<n>[12])_b", "#{ord}.se.b{n}", VECTOR),
         Rule(r"W_pol_conv2", "policy.weights", CONV),
         Rule(r"b_pol_conv2", "policy.biases", VECTOR),
-        *_dense_rules("fc1", "ip_pol_w", "ip_pol_b"),
-        *_dense_rules("fc2", "ip1_val_w", "ip1_val_b"),
-        *_dense_rules("fc3", "ip2_val_w", "ip2_val_b"),
+        *_dense_rules("fc1", "ip_pol_w", "ip_pol_b", "weight"),
+        *_dense_rules("fc2", "ip1_val_w", "ip1_val_b", "weight"),
+        *_dense_rules("fc3", "ip2_val_w", "ip2_val_b", "weight"),
         Rule(r"policy_map", "", IGNORED),  # the constant 80·64 → 1858 gather matrix, not a weight
     ),
     heads=("policy_head", "value"),

@@ -1,0 +1,55 @@
+"""Command-line options shared by every command that reads a network: the TF checkpoint options.
+
+Why a decorator: a checkpoint does not store its network format (FORMATS.md §6),
+so every command that accepts a network (convert, fold-bias, inspect, verify) must
+accept the same way of stating it. One decorator keeps their names, help and
+parsing identical; the command receives them as one `checkpoint_options` dict for
+`io.load(..., checkpoint_options=...)`. They are ignored for other inputs.
+"""
+from __future__ import annotations
+
+import functools
+
+import click
+
+from lcconvert import training_config
+
+_PARAMS = ("ckpt_config", "ckpt_input_format", "ckpt_policy", "ckpt_value", "ckpt_moves_left", "ckpt_swa")
+
+_OPTIONS = (
+    click.option("--config", "ckpt_config", metavar="TRAINING.yaml", type=click.Path(dir_okay=False),
+                 help="TF checkpoint input: lczero-training's YAML; its `model:` section gives the network "
+                      "format."),
+    click.option("--input-format", "ckpt_input_format", metavar="NAME|N",
+                 help="TF checkpoint input: the input format (" + ", ".join(training_config.INPUT_FORMATS)
+                      + " or its number); overrides --config."),
+    click.option("--policy", "ckpt_policy", type=click.Choice(list(training_config.POLICY_FORMATS)),
+                 help="TF checkpoint input: policy head (checked against the weights); overrides --config."),
+    click.option("--value", "ckpt_value", type=click.Choice(list(training_config.VALUE_FORMATS)),
+                 help="TF checkpoint input: value head (checked against the weights); overrides --config."),
+    click.option("--moves-left", "ckpt_moves_left", type=click.Choice(list(training_config.MOVES_LEFT_FORMATS)),
+                 help="TF checkpoint input: moves-left head (checked against the weights); overrides --config."),
+    click.option("--swa", "ckpt_swa", is_flag=True,
+                 help="TF checkpoint input: read the SWA-averaged weights instead of the live ones."),
+)
+
+
+def checkpoint_options(command):
+    """Add the checkpoint options to a click command; it receives them as `checkpoint_options` (a dict)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        values = {name: kwargs.pop(name, None) for name in _PARAMS}
+        kwargs["checkpoint_options"] = {
+            "config": values["ckpt_config"],
+            "input_format": values["ckpt_input_format"],
+            "policy": values["ckpt_policy"],
+            "value": values["ckpt_value"],
+            "moves_left": values["ckpt_moves_left"],
+            "swa": bool(values["ckpt_swa"]),
+        }
+        return command(*args, **kwargs)
+
+    for option in reversed(_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
