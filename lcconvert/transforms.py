@@ -49,7 +49,16 @@ def reencode(net: Network, encoding: Encoding) -> tuple[Network, list[str]]:
         return t.reencoded(encoding)
 
     new = map_tensors(net, convert)
-    return new, settle_min_version(new)
+    notes = []
+    if encoding.legacy_readable and new.min_version == versions.LAYER_ENCODINGS:
+        # 0.33 is what a re-encoding to FLOAT16/BFLOAT16/FLOAT32 sets (here or in lc0's
+        # tools); once every layer is LINEAR16 again, the architecture decides.
+        lowered = versions.required(new)
+        if lowered < versions.LAYER_ENCODINGS:
+            notes.append(f"min_version {versions.fmt(new.min_version)} -> {versions.fmt(lowered)}: every layer "
+                         "is LINEAR16 again, so older engines can read this file")
+            new.min_version = lowered
+    return new, notes + settle_min_version(new)
 
 
 def settle_min_version(net: Network) -> list[str]:

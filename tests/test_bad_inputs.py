@@ -117,6 +117,14 @@ def _big_float32(msg):
     layer.encoding = net_pb2.Weights.Layer.FLOAT32
 
 
+def _huge_float32(msg):
+    layer = msg.weights.ip1_val_b
+    values = np.full(len(layer.params) // 2, 3.39e38, "<f4")
+    values[3] = 3.3962e38  # above max bfloat16 + half a step: rounds to infinity
+    layer.params = values.tobytes()
+    layer.encoding = net_pb2.Weights.Layer.FLOAT32
+
+
 def _unknown_encoding(msg):
     # 9 is not a Layer.Encoding value: protobuf keeps it as unknown field 4.
     msg.weights.residual[0].conv2.bn_means.MergeFromString(bytes([0x20, 9]))
@@ -173,6 +181,7 @@ INPUT_CASES = [
 REENCODE_CASES = [
     ("nan-in-float32-layer", _mutated(_nonfinite_float32), ["ip2_val_b", "non-finite"], "linear16"),
     ("float16-overflow", _mutated(_big_float32), ["ip1_val_b", "overflows float16"], "float16"),
+    ("bfloat16-overflow", _mutated(_huge_float32), ["ip1_val_b", "overflows bfloat16"], "bfloat16"),
 ]
 
 

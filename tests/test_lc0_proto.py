@@ -112,8 +112,13 @@ def test_linear16_float32_linear16_reproduces_every_uint16(tmp_path, run_cli, ma
     f32 = tmp_path / "maia-f32.pb.gz"
     l16 = tmp_path / "maia-l16.pb.gz"
     _ok(run_cli("convert", MAIA, f32, "--encoding", "float32"))
-    _ok(run_cli("convert", f32, l16, "--encoding", "linear16"))
+    r = run_cli("convert", f32, l16, "--encoding", "linear16")
+    _ok(r)
     back = io.load(str(l16))
+    # All LINEAR16 again: min_version goes back to what the architecture needs, and the user is told.
+    assert io.load(str(f32)).min_version == (0, 33, 0)
+    assert back.min_version == maia.min_version == (0, 21, 0)
+    assert "0.33.0 -> 0.21.0" in r.stderr
     for (name, orig), (_, t) in zip(maia.tensors(), back.tensors(), strict=True):
         assert t.encoding is Encoding.LINEAR16, name
         assert t.raw == orig.raw, name

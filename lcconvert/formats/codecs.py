@@ -37,6 +37,8 @@ class Encoding(enum.IntEnum):
 
 
 LINEAR16_STEPS = 65535
+# float32 bit pattern 0x7F7F8000: halfway between max bfloat16 (0x7F7F) and infinity; rounds to inf.
+BFLOAT16_OVERFLOW = float(np.array([0x7F7F8000], dtype=np.uint32).view(np.float32)[0])
 
 
 def decode(raw: bytes, encoding: Encoding, min_val: float, max_val: float) -> np.ndarray:
@@ -122,4 +124,8 @@ def check_encodable(values: np.ndarray, encoding: Encoding) -> str | None:
         return "non-finite values"
     if encoding is Encoding.FLOAT16 and x.size and float(np.abs(x).max()) > 65504.0:
         return f"value {float(np.abs(x).max()):.6g} overflows float16 (max 65504)"
+    # The largest float32 below the bfloat16 rounding threshold to infinity (max bfloat16 3.3895e38
+    # plus half its last step); beyond it round-to-nearest-even gives inf.
+    if encoding is Encoding.BFLOAT16 and x.size and float(np.abs(x).max()) >= BFLOAT16_OVERFLOW:
+        return f"value {float(np.abs(x).max()):.6g} overflows bfloat16 (max 3.3895e38)"
     return None
