@@ -151,7 +151,8 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
 @click.argument("a_path", metavar="A")
 @click.argument("b_path", metavar="B")
 @click.option("--json", "as_json", is_flag=True, help="Every tensor as one JSON object instead of text.")
-def diff(a_path, b_path, as_json):
+@checkpoint_options
+def diff(a_path, b_path, as_json, checkpoint_options):
     """Per-tensor differences of B against A (max and mean absolute, relative L2).
 
     A and B must have the same architecture. The text lists exactly the tensors
@@ -160,7 +161,8 @@ def diff(a_path, b_path, as_json):
     from lcconvert import diff as diff_mod
     from lcconvert import io
 
-    report = diff_mod.compare(io.load(a_path), io.load(b_path))
+    report = diff_mod.compare(io.load(a_path, checkpoint_options=checkpoint_options),
+                              io.load(b_path, checkpoint_options=checkpoint_options))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -173,7 +175,8 @@ def diff(a_path, b_path, as_json):
 @click.option("--beta-into", type=click.Choice(["means", "biases"]), default="means", show_default=True,
               help="Where β (and the conv biases) go: the means (biases written as zeros) or the biases.")
 @click.option("--gamma-into", type=click.Choice(["auto", "variances", "weights"]), default="auto",
-              show_default=True, help="Where γ goes; auto measures both per block in the output encoding.")
+              show_default=True, help="Where γ goes; auto encodes every candidate (variances, weights, γ split "
+                                       "between them) per block and keeps the most accurate.")
 @click.option("--encoding", type=ENCODINGS, help="Encode every layer so (default: keep each layer's).")
 @click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name).")
 @click.option("--train-epsilon", type=float, default=None,
@@ -231,7 +234,8 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
               help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the output arrays as JSON.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def eval_(net_path, planes_path, out_path, semantics, as_json, force):
+@checkpoint_options
+def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint_options):
     """Evaluate the network NET on input planes: policy, value, WDL, moves left (Go: winrate)."""
     import io as _io
 
@@ -242,7 +246,7 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force):
 
     if out_path:
         gz.check_output_path(out_path, [net_path, planes_path], force)
-    net = io.load(net_path)
+    net = io.load(net_path, checkpoint_options=checkpoint_options)
     planes = positions.load_planes(planes_path)
     outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
     if out_path:
