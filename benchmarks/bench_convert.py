@@ -20,12 +20,13 @@ the floor (target ≤ 1.5×). Exit status 1 when the ratio is above the target.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 import zlib
+
+from bench_setup import network_parser, write_network
 
 TARGET_RATIO = 1.5
 
@@ -40,16 +41,11 @@ def best_of(repeat: int, fn) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=20)
-    parser.add_argument("--filters", type=int, default=256)
-    parser.add_argument("--se-ratio", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = network_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
 
     from lcconvert import io
     from lcconvert.formats import codecs, gz, lc0_proto
-    from lcconvert.synth import make_network, write_pb
     from lcconvert.transforms import map_tensors
     from lcconvert.tensor import Tensor
 
@@ -57,11 +53,8 @@ def main(argv=None) -> int:
         src = os.path.join(tmp, "net.pb.gz")
         out = os.path.join(tmp, "out.pb.gz")
         floor_out = os.path.join(tmp, "floor.pb.gz")
-        start = time.perf_counter()
-        net = make_network(blocks=args.blocks, filters=args.filters, se_ratio=args.se_ratio)
-        write_pb(net, src)
+        net, setup = write_network(args, src)
         del net
-        setup = time.perf_counter() - start
         size = os.path.getsize(src)
         with open(src, "rb") as f:
             payload_size = len(zlib.decompress(f.read(), wbits=31))

@@ -22,37 +22,30 @@ runs by default. Exit status 1 when the variances ratio is above the target.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 
+from bench_setup import describe, network_parser, write_network
+
 TARGET_RATIO = 1.5
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=20)
-    parser.add_argument("--filters", type=int, default=256)
-    parser.add_argument("--se-ratio", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = network_parser(__doc__.splitlines()[0])
     parser.add_argument("--verify", action="store_true", help="also time the verification fold-bias runs")
     args = parser.parse_args(argv)
 
     from lcconvert import fold, io
     from lcconvert.formats import gz
-    from lcconvert.synth import make_network, write_pb
 
     with tempfile.TemporaryDirectory(prefix="lcconvert-bench-") as tmp:
         src = os.path.join(tmp, "net.pb.gz")
         out = os.path.join(tmp, "out.pb.gz")
         floor_out = os.path.join(tmp, "floor.pb.gz")
-        start = time.perf_counter()
-        net = make_network(blocks=args.blocks, filters=args.filters, se_ratio=args.se_ratio, seed=1)
-        write_pb(net, src)
-        print(f"network: {args.blocks}x{args.filters} SE/{args.se_ratio}, {net.parameters / 1e6:.1f}M parameters, "
-              f"{os.path.getsize(src) / 1e6:.1f} MB .pb.gz (built in {time.perf_counter() - start:.1f} s)")
+        net, seconds = write_network(args, src, seed=1)
+        print(describe(args, net, src, seconds))
 
         # Each repeat runs the fold and then its floor back to back, so both see the same machine load
         # (the machine is shared); the best of each is kept.
