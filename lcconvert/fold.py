@@ -192,7 +192,7 @@ class Solution:
     var: np.ndarray
 
 
-def split_factors(stats: BlockStats, weights: np.ndarray | None, exponent: float,
+def split_factors(stats: BlockStats, row_range: tuple[np.ndarray, np.ndarray] | None, exponent: float,
                   train_epsilon: float) -> np.ndarray:
     """Per-channel weight factors k for a "split" fold: k ∝ sign(γ)·(|γ|/s)^exponent.
 
@@ -202,14 +202,16 @@ def split_factors(stats: BlockStats, weights: np.ndarray | None, exponent: float
     LINEAR16 variance layer keeps relative precision on its small channels, while
     the weights move by smaller factors. The common scale λ is chosen so the
     weights layer keeps its span (max − min) and so its LINEAR16 step.
+    `row_range` is (min, max) of each output channel's weights (None: no weights).
     """
     g = stats.gamma
     s = np.sqrt(stats.var + train_epsilon)
     k = np.sign(g) * (np.abs(g) / s) ** exponent
-    if weights is not None and weights.size:
-        old_span = float(weights.max() - weights.min())
-        scaled = weights * k[:, None]
-        new_span = float(scaled.max() - scaled.min())
+    if row_range is not None:
+        lo, hi = (r.astype(np.float64) for r in row_range)
+        old_span = float(hi.max() - lo.min())
+        ends = np.stack([k * lo, k * hi])  # a negative k swaps a row's ends
+        new_span = float(ends.max() - ends.min())
         if old_span > 0 and new_span > 0:
             k = k * (old_span / new_span)
     return k
@@ -343,11 +345,44 @@ def _block_encoding(block: ConvBlock) -> Encoding:
     return Encoding.FLOAT32
 
 
+class _Weights:
+    """A block's weights as [C, n] rows (float32, float64) with norms and ranges, made once per block."""
+
+    def __init__(self, block: ConvBlock, channels: int):
+        self.tensor = block.weights
+        self.channels = channels
+        self._rows = None
+        self._rows64 = None
+        self._norms = None
+
+    @property
+    def rows(self) -> np.ndarray:
+        if self._rows is None:
+            self._rows = self.tensor.values.reshape(self.channels, -1)
+        return self._rows
+
+    @property
+    def rows64(self) -> np.ndarray:
+        if self._rows64 is None:
+            self._rows64 = self.rows.astype(np.float64)
+        return self._rows64
+
+    @property
+    def row_range(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.rows.min(axis=1), self.rows.max(axis=1)
+
+    @property
+    def norms(self) -> np.ndarray:
+        if self._norms is None:
+            self._norms = np.linalg.norm(self.rows64, axis=1)
+        return self._norms
+
+
 def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
-               encoding: Encoding | None, eps_t: float, eps_e: float) -> _Candidate:
+               encoding: Encoding | None, eps_t: float, eps_e: float, cache: _Weights) -> _Candidate:
     if strategy.startswith("split"):
-        w2d = block.weights.values.reshape(stats.gamma.size, -1).astype(np.float64) if block.weights else None
-        k = split_factors(stats, w2d, SPLIT_EXPONENTS[strategy], eps_t)
+        k = split_factors(stats, cache.row_range if block.weights is not None else None,
+                          SPLIT_EXPONENTS[strategy], eps_t)
         sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     else:
         sol = solve(stats, strategy, beta_into, eps_t, eps_e)
@@ -363,13 +398,12 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
     if np.all(sol.k == 1.0) or block.weights is None:
         weights = block.weights
     else:
-        w = block.weights.values.reshape(stats.gamma.size, -1)
-        new_w = (w.astype(np.float64) * sol.k[:, None]).astype(np.float32)
+        exact = cache.rows64 * sol.k[:, None]
         enc = encoding or block.weights.encoding
-        weights = _encode(new_w.ravel(), enc, f"{name}.weights")
-        stored = weights.values.reshape(w.shape).astype(np.float64)
-        norm = np.linalg.norm(w.astype(np.float64), axis=1)
-        diff = np.linalg.norm(stored - sol.k[:, None] * w, axis=1)
+        weights = _encode(exact.ravel().astype(np.float32), enc, f"{name}.weights")
+        # Against the exact k·W in float64, so even a FLOAT32 output counts its rounding.
+        diff = np.linalg.norm(weights.values.reshape(exact.shape) - exact, axis=1)
+        norm = cache.norms
         noise_ratio = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
         changed.append("weights")
     fields["variances"], var_changed = _field(block, "variances", sol.var, encoding, name)
@@ -439,9 +473,11 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     strategies = ("variances", "weights", *SPLIT_EXPONENTS) if gamma_into == "auto" else (gamma_into,)
     found: list[_Candidate] = []
     reasons: dict[str, object] = {}
+    cache = _Weights(block, stats.gamma.size)
     for strategy in strategies:
         try:
-            cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon)
+            cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon,
+                              cache)
         except _Refused as e:
             reasons[strategy] = str(e)
             continue
