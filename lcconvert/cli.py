@@ -268,7 +268,7 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
               help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
 @click.option("--positions", "n_positions", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Number of seeded positions.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the positions.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
 @checkpoint_options
 def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_options):
@@ -296,6 +296,9 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
             ref_problems = verify.check(ref)
             if ref_problems:
                 raise NetworkError(ref_path, ref_problems[0])
+            if ref.family is not net.family:
+                raise NetworkError(ref_path, f"a {ref.family.value} network cannot be compared with "
+                                             f"{net_path}, a {net.family.value} network")
             cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed)
             result["against"] = cmp.to_dict()
             reports.append(cmp)

@@ -6,13 +6,14 @@ protobuf magic or a text version line, a TF checkpoint folder/prefix), by name o
 """
 from __future__ import annotations
 
-from lcconvert.errors import FormatError
+from lcconvert.errors import FormatError, UnsupportedError
 from lcconvert.formats import detect, gz, lc0_proto
 from lcconvert.formats.codecs import Encoding
 from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
 
 PB, TEXT = detect.PB, detect.TEXT
+LINEAR16_FORMAT = 1  # Format.weights_encoding = LINEAR16 (FORMATS.md §1)
 
 
 def load(path: str, strict: bool = True, checkpoint_options: dict | None = None) -> Network:
@@ -77,12 +78,20 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
     """The uncompressed bytes of `net` in `kind`, and notes for the user."""
     notes: list[str] = []
     if kind == PB:
-        if encoding is not None and not net.attention_body:
+        if encoding is not None and net.attention_body:
+            raise UnsupportedError(net.source.path, "attention network: re-encoding its layers is not supported")
+        if encoding is not None:
             net, notes = reencode(net, encoding)
         else:
             net = net.copy()
             notes = settle_min_version(net)
+        if net.pb_template is None and net.weights_encoding is None:
+            # lc0 before v0.33 refuses a file whose Format.weights_encoding is not LINEAR16.
+            net.weights_encoding = LINEAR16_FORMAT
         return lc0_proto.write(net), notes
+    if encoding is not None:
+        raise UnsupportedError(net.source.path, f"--encoding {encoding.label} applies to protobuf output; "
+                                                "text weights are always written as decimal float32")
     from lcconvert.formats import text
 
     return text.write(net), notes

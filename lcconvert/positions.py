@@ -141,15 +141,17 @@ def _go_position(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def load_planes(path: str) -> np.ndarray:
     """Input planes from a `.npy` file or an `.npz` file's `planes` array; FormatError naming the file."""
-    import os
     import zipfile
 
     from lcconvert.errors import FormatError
 
-    if not os.path.isfile(path):
-        raise FormatError(path, "no such file")
+    import io
+
+    from lcconvert.formats.gz import read_file
+
+    raw = read_file(path)  # '-' = standard input; one-line errors for missing files, folders...
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(io.BytesIO(raw), allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise FormatError(path, f"not a NumPy .npy/.npz file ({e})") from None
     if isinstance(data, np.lib.npyio.NpzFile):
@@ -157,7 +159,10 @@ def load_planes(path: str) -> np.ndarray:
             if "planes" not in data.files:
                 raise FormatError(path, f"no 'planes' array in the .npz (it has: {', '.join(data.files) or 'nothing'})")
             try:
-                return data["planes"]
+                data = data["planes"]
             except ValueError as e:
                 raise FormatError(path, f"cannot read its 'planes' array ({e})") from None
+    if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
+            or data.dtype == np.bool_):
+        raise FormatError(path, f"planes must be real numbers, not {data.dtype}")
     return data

@@ -128,7 +128,8 @@ def value_problems(net: "Network", epsilon: float = 1e-5) -> list[str]:
     """Numeric problems: non-finite values anywhere, σ² + ε ≤ 0, LINEAR16 min > max."""
     problems: list[str] = []
     for name, t in net.tensors():
-        if t.min_val is not None and t.max_val is not None and t.min_val > t.max_val:
+        # A one-value layer stores min = 0, max = x (FORMATS.md §1), so min > max is valid there.
+        if t.min_val is not None and t.max_val is not None and t.min_val > t.max_val and t.size > 1:
             problems.append(f"{name}: LINEAR16 min {t.min_val:g} is above max {t.max_val:g}")
         v = t.values
         bad = ~np.isfinite(v)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from lcconvert import versions
 from lcconvert._proto import net_pb2
-from lcconvert.network import Network
+from lcconvert.network import Family, Network
 
 _NF = net_pb2.NetworkFormat
 
@@ -25,6 +25,10 @@ def describe(net: Network) -> dict:
         "default_activation": f.activation,
     }
     fmt = {k: enum_name(k, v) for k, v in resolved.items()}
+    go = net.family is Family.GO
+    if go:
+        # Lc0's NetworkFormat does not describe Go nets; say what Leela Zero's layout is.
+        fmt["input"] = "LEELA_ZERO_18_PLANE"
     info: dict = {
         "file": net.source.path,
         "file_kind": net.source.kind,
@@ -36,7 +40,8 @@ def describe(net: Network) -> dict:
         "format": fmt,
         "format_fields_present": [k for k in f.FIELDS if getattr(f, k) is not None],
         "min_version": versions.fmt(net.min_version) if net.min_version else None,
-        "required_min_version": versions.fmt(versions.required(net)),
+        # lc0 versions mean nothing to Leela Zero engines.
+        "required_min_version": None if go else versions.fmt(versions.required(net)),
         "weights_encoding": "LINEAR16" if net.weights_encoding == 1 else net.weights_encoding,
         "license": net.license,
         "attention_body": net.attention_body,
@@ -73,7 +78,11 @@ def render(info: dict) -> str:
     lines.append(f"  family        {info['family']}, {info['board']} board, {info['input_planes']} input planes")
     fmt = info["format"]
     lines.append("  format        " + ", ".join(f"{k}={v}" for k, v in fmt.items()))
-    lines.append(f"  min_version   {info['min_version'] or 'absent'} (content needs {info['required_min_version']})")
+    if info["required_min_version"] is None:
+        lines.append("  min_version   n/a (Leela Zero Go network: lc0 versions do not apply)")
+    else:
+        lines.append(f"  min_version   {info['min_version'] or 'absent'} "
+                     f"(content needs {info['required_min_version']})")
     if info["attention_body"]:
         lines.append("  body          attention network: read and written without loss; not a batch-norm network")
         return "\n".join(lines)

@@ -101,9 +101,13 @@ def format_problems(net: Network) -> list[str]:
             problems.append("moves_left: weights present but the format declares no moves-left head")
         if f.activation not in (ACTIVATION_RELU, ACTIVATION_MISH):
             problems.append(f"format.default_activation: unknown activation {f.activation}")
+    below_033 = net.min_version is None or net.min_version < versions.LAYER_ENCODINGS
     if net.weights_encoding not in (None, 0, 1):
         problems.append(f"format.weights_encoding: {net.weights_encoding} is not LINEAR16; lc0 rejects it unless "
                         "min_version ≥ 0.33")
+    elif net.source.kind == "pb" and net.weights_encoding in (None, 0) and below_033:
+        problems.append("format.weights_encoding: absent or UNKNOWN, not LINEAR16; lc0 before v0.33 refuses the "
+                        "file (\"unsupported encoding\")")
     if net.min_version is not None and net.source.kind == "pb":
         need = versions.required(net)
         if net.min_version < need:

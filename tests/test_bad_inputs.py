@@ -159,6 +159,8 @@ INPUT_CASES = [
      ["residual.4.conv2", "means without variances"]),
     ("linear16-without-min-max", _mutated(_clear("weights.policy1.weights.min_val", "weights.policy1.weights.max_val")),
      ["policy1.weights", "LINEAR16 layer without min_val/max_val"]),
+    ("linear16-range-not-finite", _mutated(_set(weights__input__weights__min_val=float("inf"))),
+     ["input.weights", "LINEAR16 range", "not finite"]),
     ("unknown-layer-encoding", _mutated(_unknown_encoding), ["residual.0.conv2.means", "unknown layer encoding 9"]),
     ("residual-missing-conv2", _mutated(_clear("weights.residual.1.conv2")), ["residual.1.conv2", "missing"]),
     ("se-w1-wrong-size", _mutated(lambda m: _cut(m.weights.residual[5].se.w1, 64)),

@@ -23,8 +23,8 @@ def sniff(data: bytes) -> str | None:
     """PB or TEXT for decompressed bytes, None if neither."""
     if looks_like_lc0(data):
         return PB
-    head = data[:16].lstrip(b" \t")
+    head = data[:32].lstrip(b" \t")
     digits = len(head) - len(head.lstrip(b"0123456789"))
-    if digits and head[digits:digits + 1] in (b"\n", b"\r"):
+    if digits and head[digits:].lstrip(b" \t")[:1] in (b"\n", b"\r"):
         return TEXT
     return None

@@ -8,6 +8,7 @@ never leaves a partial file.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 import zlib
@@ -91,7 +92,17 @@ def check_output_path(out: str, inputs: list[str], force: bool) -> None:
         raise OutputError(out, "already exists (use --force to replace it)")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
-        raise OutputError(out, f"folder {folder} does not exist")
+        problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise OutputError(out, f"folder {folder} {problem}")
+
+
+def _is_stream(path: str) -> bool:
+    """An existing character/block device or FIFO (/dev/null, a pipe): written in place, never replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
 
 
 def _output_mode(path: str) -> int:
@@ -105,12 +116,22 @@ def _output_mode(path: str) -> int:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write via a temporary file in the same folder, then rename over `path`."""
+    """Write via a temporary file in the same folder, then rename over `path`.
+
+    Devices and pipes are written in place (renaming over /dev/null would replace
+    it with a regular file); a symbolic link's target is replaced, not the link.
+    """
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    folder = os.path.dirname(os.path.abspath(path))
+    if _is_stream(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    # A symbolic link stays a link: its target is what gets replaced.
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
     mode = _output_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".lcconvert-", suffix=".tmp", dir=folder)
     try:

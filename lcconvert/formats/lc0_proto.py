@@ -9,6 +9,8 @@ serializes to the very bytes it was read from.
 from __future__ import annotations
 
 from google.protobuf import unknown_fields
+import math
+
 from google.protobuf.message import DecodeError
 
 from lcconvert._proto import net_pb2
@@ -86,6 +88,8 @@ def _tensor(layer, where: str, path: str) -> Tensor:
     max_val = layer.max_val if layer.HasField("max_val") else None
     if encoding is Encoding.LINEAR16 and (min_val is None or max_val is None) and raw:
         raise FormatError(path, f"{where}: LINEAR16 layer without min_val/max_val")
+    if encoding is Encoding.LINEAR16 and raw and not (math.isfinite(min_val) and math.isfinite(max_val)):
+        raise FormatError(path, f"{where}: LINEAR16 range [{min_val:g}, {max_val:g}] is not finite")
     return Tensor(encoding, raw, min_val, max_val, layer_meta=meta)
 
 

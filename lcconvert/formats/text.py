@@ -134,8 +134,15 @@ def _parse_line(line: bytes, number: int, path: str) -> np.ndarray:
     finite = np.isfinite(values)
     if not finite.all():
         i = int(np.argmin(finite))
-        kind = "NaN" if np.isnan(values[i]) else "infinite"
-        raise FormatError(path, f"line {number}: value {i + 1} is {kind}: text weights must be finite numbers")
+        tokens = line.split()
+        token = _show(tokens[i]) if i < len(tokens) else "?"
+        if np.isnan(values[i]):
+            kind = "is NaN"
+        elif token.strip("'\"").lstrip("+-").lower().startswith("inf"):
+            kind = "is infinite"
+        else:
+            kind = "overflows float32 (largest 3.4028235e38)"
+        raise FormatError(path, f"line {number}: value {i + 1} ({token}) {kind}: text weights must be finite numbers")
     return values
 
 
