@@ -61,6 +61,8 @@ BETA_INTO = ("means", "biases")
 GAMMA_INTO = ("auto", "variances", "weights")
 # "auto" also tries γ split between weights and variances (split_factors), named by exponent.
 SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
+# How much smaller a weights-rewriting candidate's measured error must be for auto to pick it.
+WEIGHTS_MARGIN = 1.25
 ENGINE_EPSILON = 1e-5  # every lc0 and Leela Zero build (FORMATS.md §3)
 
 
@@ -486,8 +488,15 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     if not found:
         hint = "; use --gamma-into weights or auto" if gamma_into == "variances" else ""
         raise NetworkError(path, " / ".join(str(r) for r in reasons.values()) + hint)
-    # Ties go to the earlier candidate: "variances", which leaves the weights alone.
+    # A candidate that rewrites the weights must beat one that leaves them alone by
+    # WEIGHTS_MARGIN: the weights term of `measure` is a model (inputs assumed not to
+    # favour a direction of weight space), while the other terms are exact.
+    keeps = [c for c in found if "weights" not in c.changed]
     best = min(found, key=lambda c: c.errors.worst)
+    if keeps and "weights" in best.changed:
+        kept = min(keeps, key=lambda c: c.errors.worst)
+        if kept.errors.worst <= WEIGHTS_MARGIN * best.errors.worst:
+            best = kept
     changed = best.changed
     strategy = best.strategy if changed else "unchanged"
     new_block = block if not changed else best.block
@@ -649,18 +658,26 @@ def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "me
 
     gz.check_output_path(out, [src], force)
     net = io.load(src, checkpoint_options=checkpoint_options)  # checkpoint_options: TF checkpoint inputs only
+    if train_epsilon is not None:
+        # IN's own semantics: the fold and the check below both evaluate it with this ε.
+        net.epsilon = float(train_epsilon)
     kind = io.output_kind(out, to)
-    if encoding is None:
-        encoding = io.default_encoding(net, kind)
-    folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding,
-                          train_epsilon=train_epsilon)
+    if kind == io.TEXT and encoding is not None:
+        raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
+                                    "text weights are always written as decimal float32")
+    if encoding is None and kind == io.PB:
+        # The point of the fold is a file old engines read: LINEAR16 (layers already in
+        # LINEAR16 keep their bytes; float inputs such as text or checkpoints are quantized).
+        encoding = Encoding.LINEAR16
+    folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding)
     data, notes = io.serialize(folded, kind, None)
     report.notes += notes
+    written = _reread(data, kind, out)
+    report.min_version_after = written.min_version
     verification = None
     if verify:
         from lcconvert import verify as verify_mod
 
-        written = _reread(data, kind, out)
         verification = verify_mod.compare(written, net, legacy=True, positions=positions, seed=seed)
         if on_verified is not None:
             on_verified(verification)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from lcconvert.errors import FormatError, UnsupportedError
 from lcconvert.formats import detect, gz, lc0_proto
 from lcconvert.formats.codecs import Encoding
-from lcconvert.network import Network
+from lcconvert.network import Family, Network
 from lcconvert.transforms import reencode, settle_min_version
 
 PB, TEXT = detect.PB, detect.TEXT
@@ -85,6 +85,9 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
         else:
             net = net.copy()
             notes = settle_min_version(net)
+        if net.family is Family.GO:
+            notes.append("a Go network in an Lc0 protobuf is a container only lcconvert reads; no engine runs it "
+                         "(write .txt or .txt.gz for Leela Zero)")
         if net.pb_template is None and net.weights_encoding is None:
             # lc0 before v0.33 refuses a file whose Format.weights_encoding is not LINEAR16.
             net.weights_encoding = LINEAR16_FORMAT

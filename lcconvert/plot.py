@@ -10,7 +10,7 @@ from __future__ import annotations
 import io as _io
 import textwrap
 
-from lcconvert.errors import DependencyError
+from lcconvert.errors import DependencyError, OutputError
 from lcconvert.formats import gz
 from lcconvert.stats import StatsTable
 
@@ -19,6 +19,8 @@ INSTALL_HINT = "pip install 'lcconvert[plot]'"
 
 def require_matplotlib(path: str):
     """Import and return (Figure, FigureCanvasAgg); a one-line DependencyError naming `path` when missing."""
+    if not path.lower().endswith(".png"):
+        raise OutputError(path, "--plot writes a PNG image: give it a name ending in .png")
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure

@@ -339,3 +339,9 @@ def test_fold_bias_into_means_not_recoverable(maia):
     folded, _ = fold.fold(maia, beta_into="means", gamma_into="auto")
     table = stats.beta_stats(folded)
     assert {r.source for r in table.layers} == {stats.NOT_RECOVERABLE}
+
+
+def test_plot_needs_a_png_name(tmp_path, run_cli):
+    out = tmp_path / "plot.pdf"
+    r = run_cli("inspect", MAIA, "--plot", out)
+    assert r.exit_code == 2 and ".png" in r.stderr and not out.exists()

@@ -523,3 +523,39 @@ def test_name_table():
     # an SE unit in the scope of a first convolution is not a layout the training code builds
     m = tf_names.resolve({**shapes, "bn1/se_fc1_w": (4, 2)})
     assert m.unmapped == ["bn1/se_fc1_w"]
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("damage", ["missing-data", "truncated-data"])
+def test_half_deleted_checkpoint_is_one_line_in_a_real_process(se_net, tmp_path, damage):
+    """A real `lcconvert` process, so TensorFlow's own stderr (fd 2) is captured too."""
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(se_net.directory, folder)
+    shards = sorted(folder.glob("*.data-00000-of-00001"))
+    assert shards
+    for shard in shards:
+        if damage == "missing-data":
+            shard.unlink()
+        else:
+            shard.write_bytes(shard.read_bytes()[:1000])
+    cfg = _yaml(tmp_path, se_net)
+    out = tmp_path / "out.pb.gz"
+    r = subprocess.run([sys.executable, "-m", "lcconvert.cli", "convert", str(folder), str(out), "--config",
+                        str(cfg)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(folder) in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+@pytest.mark.tf
+def test_reading_a_checkpoint_prints_nothing_but_the_result(se_net, tmp_path):
+    cfg = _yaml(tmp_path, se_net)
+    out = tmp_path / "out.pb.gz"
+    r = subprocess.run([sys.executable, "-m", "lcconvert.cli", "convert", se_net.directory, str(out), "--config",
+                        str(cfg)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines() == [f"wrote {out}"]

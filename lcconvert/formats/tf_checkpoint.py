@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import tempfile
 
 import numpy as np
 
@@ -88,21 +90,50 @@ def resolve_prefix(path: str) -> str:
 
 
 def _import_tensorflow(path: str):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
-    try:
-        import tensorflow as tf
-    except ImportError:
-        raise DependencyError(path, INSTALL_MESSAGE) from None
+    """Import TensorFlow with its start-up chatter kept off the terminal.
+
+    TF 2.21 prints absl/oneDNN/CUDA lines on file descriptor 2 while importing,
+    whatever TF_CPP_MIN_LOG_LEVEL says, which would break lcconvert's one-line
+    errors. They go to a temporary file, shown only if the import itself fails.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as chatter:
+        os.dup2(chatter.fileno(), 2)
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise DependencyError(path, INSTALL_MESSAGE) from None
+        except Exception:
+            os.dup2(saved, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     return tf
+
+
+def _tensor(reader, key: str, path: str) -> np.ndarray:
+    """One variable's value; a missing or truncated data shard is a one-line FormatError."""
+    try:
+        return reader.get_tensor(key)
+    except Exception as e:  # TF raises OpError, IndexError... for damaged shards
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FormatError(path, f"cannot read variable {key} (damaged or missing data file?): {first}") from None
 
 
 # -- finding the network's variables ------------------------------------------
 
-def _object_graph(reader, tf):
+def _object_graph(reader, tf, path: str):
     from tensorflow.core.protobuf import trackable_object_graph_pb2
 
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    graph.ParseFromString(_tensor(reader, OBJECT_GRAPH_KEY, path))
     return graph
 
 
@@ -292,7 +323,7 @@ def read(path, config: str | None = None, input_format=None, policy=None, value=
     shapes_by_key = reader.get_variable_to_shape_map()
     tf2 = OBJECT_GRAPH_KEY in shapes_by_key
     if tf2:
-        keys, _ignored = _tf2_variables(reader, _object_graph(reader, tf), path, swa)
+        keys, _ignored = _tf2_variables(reader, _object_graph(reader, tf, path), path, swa)
     else:
         keys, _ignored = _tf1_variables(reader, path, swa)
     shapes = {name: tuple(shapes_by_key[key]) for name, key in keys.items()}
@@ -316,7 +347,7 @@ def read(path, config: str | None = None, input_format=None, policy=None, value=
     net.source = Source(path=path, kind="checkpoint", size_bytes=_size(prefix))
     net.epsilon = TRAINING_EPSILON
     for target, a in chosen.items():
-        _set(net, target, _convert(reader.get_tensor(keys[a.name]), a.kind, a.name, path), path, a.name)
+        _set(net, target, _convert(_tensor(reader, keys[a.name], path), a.kind, a.name, path), path, a.name)
     chess_options = any(v is not None for v in (input_format, policy, value, moves_left))
     _finish(net, cfg, mapping, chess_options, path)
     return net
