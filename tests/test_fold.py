@@ -475,3 +475,17 @@ def test_fold_output_forms(tmp_path, run_cli):
     assert "no engine runs it" in r.stdout
     # the summary's min_version line is the written file's
     assert f"min_version none -> {'.'.join(map(str, written.min_version))}" in r.stdout
+
+
+def test_auto_passes_where_gamma_into_variances_fails_on_a_deeper_net():
+    """8 blocks × 128 filters: the LINEAR16 variance layers of γ/s spread too far for
+    `variances` (measured: 1.66× its limit), while auto keeps well within it (0.10×)."""
+    from lcconvert import synth
+
+    net = synth.make_network("chess", blocks=8, filters=128, se_ratio=8, seed=1)
+    checks = {g: verify.compare(fold.fold(net, gamma_into=g)[0], net, legacy=True, positions=POSITIONS)
+              for g in ("variances", "weights", "auto")}
+    share = {g: max(h.max_abs / h.limit for h in c.heads) for g, c in checks.items()}
+    assert not checks["variances"].passed
+    assert checks["auto"].passed, checks["auto"].reasons
+    assert share["auto"] < share["weights"] < share["variances"]
