@@ -120,15 +120,11 @@ def load(path: str) -> ModelConfig:
         import yaml
     except ImportError:
         raise DependencyError(path, f"reading a training YAML needs pyyaml: {INSTALL_HINT}") from None
+    from lcconvert.formats.gz import read_file
+
+    raw = read_file(path, what="a training YAML file")
     try:
-        with open(path, "rb") as f:
-            document = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise FormatError(path, "no such file") from None
-    except IsADirectoryError:
-        raise FormatError(path, "is a folder, expected a training YAML file") from None
-    except OSError as e:
-        raise FormatError(path, f"cannot read: {e.strerror or e}") from None
+        document = yaml.safe_load(raw)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

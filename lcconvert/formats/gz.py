@@ -28,7 +28,7 @@ def level_for(kind: str) -> int:
     return TEXT_LEVEL if kind == "text" else DEFAULT_LEVEL
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str, what: str = "a network file") -> bytes:
     """The file's bytes ('-' = standard input), with a one-line error for every failure."""
     if path == "-":
         return sys.stdin.buffer.read()
@@ -38,7 +38,7 @@ def read_file(path: str) -> bytes:
     except FileNotFoundError:
         raise FormatError(path, "no such file") from None
     except IsADirectoryError:
-        raise FormatError(path, "is a directory, not a network file") from None
+        raise FormatError(path, f"is a directory, not {what}") from None
     except PermissionError:
         raise FormatError(path, "permission denied") from None
     except OSError as e:
