@@ -665,10 +665,8 @@ def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "me
     if kind == io.TEXT and encoding is not None:
         raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
                                     "text weights are always written as decimal float32")
-    if encoding is None and kind == io.PB:
-        # The point of the fold is a file old engines read: LINEAR16 (layers already in
-        # LINEAR16 keep their bytes; float inputs such as text or checkpoints are quantized).
-        encoding = Encoding.LINEAR16
+    if encoding is None:
+        encoding = io.default_encoding(net, kind, backwards_compatible=True)  # the point of a fold
     folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding)
     data, notes = io.serialize(folded, kind, None)
     report.notes += notes

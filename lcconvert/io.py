@@ -61,15 +61,16 @@ def wants_gzip(path: str, kind: str) -> bool:
     return False
 
 
-def default_encoding(net: Network, kind: str) -> Encoding | None:
+def default_encoding(net: Network, kind: str, backwards_compatible: bool = False) -> Encoding | None:
     """The encoding an output gets when the user names none.
 
-    Files keep each layer's own encoding (a round trip is exact). A TF checkpoint
-    holds float32 training variables: written as protobuf it gets LINEAR16, as
-    lczero-training's own export does, because that is the form every engine reads
-    (FLOAT32 layers need lc0 ≥ 0.33).
+    Files keep each layer's own encoding (a round trip is exact). Protobuf output
+    that must be backwards compatible (fold-bias), and any network from a TF
+    checkpoint (float32 training variables, which lczero-training's own export
+    writes as LINEAR16), get LINEAR16: the form every engine reads (layers in any
+    other encoding need lc0 ≥ 0.33). Layers already LINEAR16 keep their bytes.
     """
-    if kind == PB and net.source.kind == "checkpoint":
+    if kind == PB and (backwards_compatible or net.source.kind == "checkpoint"):
         return Encoding.LINEAR16
     return None
 

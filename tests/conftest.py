@@ -15,12 +15,6 @@ LZ_RANDOM = DATA / "lz-random-2x16.txt.gz"
 REFERENCE = DATA / "reference"
 
 
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    assert DATA.is_dir(), f"{DATA} is missing: the tests need ../shared/data beside the repository"
-    return DATA
-
-
 @pytest.fixture
 def run_cli():
     """Run `lcconvert ARGS` in-process; returns the click Result (exit_code, stdout, stderr)."""

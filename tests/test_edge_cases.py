@@ -7,7 +7,6 @@ import os
 import stat
 
 import numpy as np
-import pytest
 
 from lcconvert import io, synth
 from lcconvert._proto import net_pb2

@@ -5,7 +5,7 @@ import os
 
 from lcconvert.formats.lc0_proto import looks_like_lc0
 
-PB, TEXT, CHECKPOINT = "pb", "text", "checkpoint"
+PB, TEXT = "pb", "text"
 
 
 def is_checkpoint_path(path: str) -> bool:

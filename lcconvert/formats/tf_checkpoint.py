@@ -55,7 +55,6 @@ OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 TF2_BOOKKEEPING = ("optimizer", "global_step", "swa_count", "save_counter")
 TF2_SWA_LIST = "listed"
 INSTALL_MESSAGE = "reading TensorFlow checkpoints needs TensorFlow: " + training_config.INSTALL_HINT
-NAMES = {POLICY_CLASSICAL: "classical", POLICY_CONVOLUTION: "convolution"}
 
 
 # -- locating the checkpoint (no TensorFlow needed) ---------------------------
