@@ -7,7 +7,7 @@ payload compresses about as badly as a real network's) with lcconvert.synth and
 writes it as .pb.gz at gzip level 9, as lczero-training does. Then, best of
 `--repeat` each:
 
-- lcconvert: `io.load` + `io.save` (pb.gz → pb.gz, no re-encoding) — what
+- lcconvert: `pipeline.write_file` (pb.gz → pb.gz, no re-encoding) — what
   `lcconvert convert IN OUT` does after argument parsing;
 - floor: read the same file, gunzip it, gzip the payload at level 9 and write it,
   with zlib alone — no tool that reads and rewrites the file can do less;
@@ -44,10 +44,10 @@ def main(argv=None) -> int:
     parser = network_parser(__doc__.splitlines()[0])
     args = parser.parse_args(argv)
 
-    from lcconvert import io
-    from lcconvert.formats import codecs, gz, lc0_proto
-    from lcconvert.transforms import map_tensors
+    from lcconvert import codecs, files, io, pipeline
+    from lcconvert.formats import gz, lc0_proto
     from lcconvert.tensor import Tensor
+    from lcconvert.transforms import map_tensors
 
     with tempfile.TemporaryDirectory(prefix="lcconvert-bench-") as tmp:
         src = os.path.join(tmp, "net.pb.gz")
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
               f"(generated and written in {setup:.1f} s)")
 
         def lcconvert_convert():
-            io.save(io.load(src), out, force=True, inputs=(src,))
+            pipeline.write_file(src, out, force=True)
 
         def floor():
             with open(src, "rb") as f:
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
                 raw, lo, hi = codecs.encode(t.values, t.encoding)
                 return Tensor(t.encoding, raw, lo, hi)
 
-            io.save(map_tensors(loaded, roundtrip), out, force=True, inputs=(src,))
+            pipeline.save(map_tensors(loaded, roundtrip), out, force=True, inputs=(src,))
 
         t_floor = best_of(args.repeat, floor)
         t_ours = best_of(args.repeat, lcconvert_convert)
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         # The same untouched path split into stages (one run each, after the timed runs).
         stages = {}
         t0 = time.perf_counter()
-        raw = gz.read_file(src)
+        raw = files.read_file(src)
         t1 = time.perf_counter()
         data = gz.gunzip(raw, src)
         t2 = time.perf_counter()
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         t4 = time.perf_counter()
         packed = gz.gzip_bytes(serialized)
         t5 = time.perf_counter()
-        gz.write_atomic(out, packed)
+        files.write_atomic(out, packed)
         t6 = time.perf_counter()
         stages = {"read": t1 - t0, "gunzip": t2 - t1, "parse+check": t3 - t2, "serialize": t4 - t3,
                   "gzip -9": t5 - t4, "write": t6 - t5}
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
 
     ratio = t_ours / t_floor
     print(f"floor  (read + gunzip + gzip -9 + write, zlib only): {t_floor:7.3f} s")
-    print(f"lcconvert convert (io.load + io.save, untouched):    {t_ours:7.3f} s")
+    print(f"lcconvert convert (pipeline.write_file, untouched):    {t_ours:7.3f} s")
     print(f"net.py-style (full LINEAR16 decode + encode):        {t_full:7.3f} s   ({t_full / t_floor:.2f}x floor)")
     print("stages: " + ", ".join(f"{k} {v:.3f} s" for k, v in stages.items()))
     print(f"payload byte-identical after the round trip: {'yes' if identical else 'NO'}")

@@ -7,8 +7,8 @@ block and every residual conv2 and β on every block, as lczero-training exports
 them) with lcconvert.synth and writes it as .pb.gz at gzip level 9. Then, best of
 `--repeat` each:
 
-- fold-bias --gamma-into variances|weights|auto --no-verify: `fold.fold_file`,
-  i.e. everything `lcconvert fold-bias IN OUT` does after argument parsing;
+- fold-bias --gamma-into variances|weights|auto --no-verify: `pipeline.write_file`
+  with the fold as its transform, i.e. everything `lcconvert fold-bias IN OUT` does after argument parsing;
 - floor: read IN, gunzip it, gzip an output of the same size (the folded
   payload itself) at level 9 and write it, with zlib alone — no tool that reads
   and rewrites the file can do less.
@@ -37,7 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--verify", action="store_true", help="also time the verification fold-bias runs")
     args = parser.parse_args(argv)
 
-    from lcconvert import fold, io
+    import functools
+
+    from lcconvert import files, fold, io, pipeline
     from lcconvert.formats import gz
 
     with tempfile.TemporaryDirectory(prefix="lcconvert-bench-") as tmp:
@@ -54,7 +56,8 @@ def main(argv=None) -> int:
             best, best_floor = float("inf"), float("inf")
             for _ in range(args.repeat):
                 start = time.perf_counter()
-                fold.fold_file(src, out, gamma_into=strategy, force=True, verify=False)
+                pipeline.write_file(src, out, force=True, backwards_compatible=True,
+                                    transform=functools.partial(fold.fold, gamma_into=strategy))
                 best = min(best, time.perf_counter() - start)
                 payload = gz.gunzip(open(out, "rb").read(), out)  # an output of the same size
                 start = time.perf_counter()
@@ -68,7 +71,7 @@ def main(argv=None) -> int:
         # Stage split of the variances path.
         stages = {}
         t = time.perf_counter()
-        raw = gz.read_file(src)
+        raw = files.read_file(src)
         data = gz.gunzip(raw, src)
         stages["read + gunzip"] = time.perf_counter() - t
         from lcconvert.formats import lc0_proto

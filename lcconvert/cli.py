@@ -38,7 +38,7 @@ def main():
 
 
 def _encoding(value):
-    from lcconvert.formats.codecs import Encoding
+    from lcconvert.codecs import Encoding
 
     return Encoding.parse(value) if value else None
 
@@ -57,11 +57,11 @@ def _print_notes(notes):
 @checkpoint_options
 def convert(src, out, to, encoding, force, checkpoint_options):
     """Convert the network IN to OUT (any readable format to any format that can hold it)."""
-    from lcconvert import io
+    from lcconvert import pipeline
 
-    net = io.load(src, checkpoint_options=checkpoint_options)
-    notes = io.save(net, out, to=to, encoding=_encoding(encoding), force=force, inputs=(src,))
-    _print_notes(notes)
+    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force,
+                                  checkpoint_options=checkpoint_options)
+    _print_notes(written.notes)
     if out != "-":
         click.echo(f"wrote {out}", err=True)
 
@@ -97,9 +97,8 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
             click.echo(summary.render(info))
         return
 
-    from lcconvert import stats
+    from lcconvert import files, stats
     from lcconvert.errors import OutputError
-    from lcconvert.formats import gz
 
     if not (betas or gammas or layers):
         betas = True
@@ -107,11 +106,11 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
         raise OutputError(plot_path, "--plot needs a file name (a PNG is not written to standard output)")
     if csv_path == "-" and as_json:
         raise OutputError(csv_path, "--csv - and --json both want standard output; give --csv a file name")
-    if csv_path and plot_path and csv_path != "-" and gz.same_file(csv_path, plot_path):
+    if csv_path and plot_path and csv_path != "-" and files.same_file(csv_path, plot_path):
         raise OutputError(csv_path, "--csv and --plot name the same file")
     for out in (csv_path, plot_path):
         if out:
-            gz.check_output_path(out, [net_path], force)
+            files.check_output_path(out, [net_path], force)
     if plot_path:
         from lcconvert import plot
 
@@ -124,7 +123,7 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     tables = [t for t in ((beta_table if betas else None), gamma_table) if t is not None]
 
     if csv_path and csv_path != "-":
-        gz.write_atomic(csv_path, stats.to_csv(tables, tensor_rows).encode())
+        files.write_atomic(csv_path, stats.to_csv(tables, tensor_rows).encode())
     if plot_path:
         plot.write_plot(beta_table, gamma_table, net.source.path, plot_path)
 
@@ -193,28 +192,34 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
     Leela Zero do) matches IN under modern semantics within the encoding's noise
     floor; otherwise exits 1 with the comparison and writes nothing.
     """
-    from lcconvert import fold
+    import functools
+
+    from lcconvert import fold, pipeline, verify
     from lcconvert.errors import VerificationFailed
+    from lcconvert.fold_report import render
 
     # Summaries go to stderr when the network itself goes to stdout.
     to_stderr = out == "-"
+    # OUT under legacy semantics against IN under modern semantics, on the bytes about to be written.
+    check = pipeline.Check(functools.partial(verify.compare, legacy=True),
+                           failure="the folded network does not compute what IN computes")
     try:
-        result = fold.fold_file(src, out, checkpoint_options=checkpoint_options,
-                                to=to, beta_into=beta_into, gamma_into=gamma_into,
-                                encoding=_encoding(encoding), train_epsilon=train_epsilon, force=force,
-                                verify=not no_verify)
+        result = pipeline.write_file(
+            src, out, to=to, encoding=_encoding(encoding), force=force, backwards_compatible=True,
+            transform=functools.partial(fold.fold, beta_into=beta_into, gamma_into=gamma_into),
+            check=None if no_verify else check, epsilon=train_epsilon, checkpoint_options=checkpoint_options)
     except VerificationFailed as e:
         if as_json:
-            click.echo(json.dumps({"written": False, "fold": e.fold_report.to_dict(),
+            click.echo(json.dumps({"written": False, "fold": e.report.to_dict(),
                                    "verification": e.verification.to_dict()}, indent=2), err=to_stderr)
         else:
-            click.echo(fold.render(e.fold_report), err=True)
+            click.echo(render(e.report), err=True)
             click.echo(e.verification.render(), err=True)
         raise
     if as_json:
-        click.echo(json.dumps({"written": True, **result.to_dict()}, indent=2), err=to_stderr)
+        click.echo(json.dumps({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)
         return
-    click.echo(fold.render(result.report), err=to_stderr)
+    click.echo(render(result.report), err=to_stderr)
     if result.verification is not None:
         click.echo(result.verification.render(), err=to_stderr)
     else:
@@ -241,18 +246,17 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
 
     import numpy as np
 
-    from lcconvert import forward, io, positions
-    from lcconvert.formats import gz
+    from lcconvert import files, forward, io, positions
 
     if out_path:
-        gz.check_output_path(out_path, [net_path, planes_path], force)
+        files.check_output_path(out_path, [net_path, planes_path], force)
     net = io.load(net_path, checkpoint_options=checkpoint_options)
     planes = positions.load_planes(planes_path)
     outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
     if out_path:
         buf = _io.BytesIO()
         np.savez(buf, **outputs.arrays())
-        gz.write_atomic(out_path, buf.getvalue())
+        files.write_atomic(out_path, buf.getvalue())
         click.echo(f"wrote {out_path} ({outputs.n} positions)", err=True)
     elif as_json:
         click.echo(json.dumps({"net": net_path, "semantics": semantics, **outputs.to_dict()}))

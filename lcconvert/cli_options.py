@@ -12,7 +12,12 @@ import functools
 
 import click
 
-from lcconvert import training_config
+from lcconvert.constants import (
+    TRAINING_INPUT_FORMATS,
+    TRAINING_MOVES_LEFT_FORMATS,
+    TRAINING_POLICY_FORMATS,
+    TRAINING_VALUE_FORMATS,
+)
 
 _PARAMS = ("ckpt_config", "ckpt_input_format", "ckpt_policy", "ckpt_value", "ckpt_moves_left", "ckpt_swa")
 
@@ -21,13 +26,13 @@ _OPTIONS = (
                  help="TF checkpoint input: lczero-training's YAML; its `model:` section gives the network "
                       "format."),
     click.option("--input-format", "ckpt_input_format", metavar="NAME|N",
-                 help="TF checkpoint input: the input format (" + ", ".join(training_config.INPUT_FORMATS)
+                 help="TF checkpoint input: the input format (" + ", ".join(TRAINING_INPUT_FORMATS)
                       + " or its number); overrides --config."),
-    click.option("--policy", "ckpt_policy", type=click.Choice(list(training_config.POLICY_FORMATS)),
+    click.option("--policy", "ckpt_policy", type=click.Choice(list(TRAINING_POLICY_FORMATS)),
                  help="TF checkpoint input: policy head (checked against the weights); overrides --config."),
-    click.option("--value", "ckpt_value", type=click.Choice(list(training_config.VALUE_FORMATS)),
+    click.option("--value", "ckpt_value", type=click.Choice(list(TRAINING_VALUE_FORMATS)),
                  help="TF checkpoint input: value head (checked against the weights); overrides --config."),
-    click.option("--moves-left", "ckpt_moves_left", type=click.Choice(list(training_config.MOVES_LEFT_FORMATS)),
+    click.option("--moves-left", "ckpt_moves_left", type=click.Choice(list(TRAINING_MOVES_LEFT_FORMATS)),
                  help="TF checkpoint input: moves-left head (checked against the weights); overrides --config."),
     click.option("--swa", "ckpt_swa", is_flag=True,
                  help="TF checkpoint input: read the SWA-averaged weights instead of the live ones."),

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lcconvert.constants import HEAD_CONV_SLOTS
 from lcconvert.errors import NetworkError, UnsupportedError
-from lcconvert.network import HEAD_CONV_SLOTS, Network
+from lcconvert.network import Network
 
 SAME, CHANGED, REENCODED, ONLY_A, ONLY_B = "same", "changed", "re-encoded", "only in A", "only in B"
 

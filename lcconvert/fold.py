@@ -47,111 +47,23 @@ that is also why folding a folded network changes nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from lcconvert import versions
+from lcconvert.codecs import Encoding, check_encodable
+from lcconvert.constants import ENGINE_EPSILON
 from lcconvert.errors import NetworkError, UnsupportedError
-from lcconvert.formats.codecs import Encoding, check_encodable
+from lcconvert.fold_report import BETA_INTO, GAMMA_INTO, BlockReport, FoldReport
 from lcconvert.network import ConvBlock, Network
 from lcconvert.tensor import Tensor
+from lcconvert.transforms import reencode
 
-BETA_INTO = ("means", "biases")
-GAMMA_INTO = ("auto", "variances", "weights")
 # "auto" also tries γ split between weights and variances (split_factors), named by exponent.
 SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
 # How much smaller a weights-rewriting candidate's measured error must be for auto to pick it.
 WEIGHTS_MARGIN = 1.25
-ENGINE_EPSILON = 1e-5  # every lc0 and Leela Zero build (FORMATS.md §3)
-
-
-# -- reports -------------------------------------------------------------------
-
-@dataclass
-class BlockReport:
-    """What happened to one batch-norm block and how well the stored result reproduces it.
-
-    Errors are in units of the block's output y (the activation input), as the
-    root-mean-square over the training distribution the block's own statistics
-    describe (z has mean μ − b and variance σ²):
-      scale_error  |k̂/t̂ − γ/s|·σ_z           — a wrong per-channel scale, at one std of z
-      offset_error |y'(E z) − y(E z)|        — a wrong per-channel offset, at the mean input
-      noise_error  ‖Ŵ' − k·W‖/‖W‖·rms(z)/t̂  — re-quantized weights (0 when byte-copied)
-      error        worst channel's √(scale² + offset² + noise²)
-    `exact_error` is the same figure before encoding (float64 math only).
-    """
-
-    name: str
-    strategy: str  # "unchanged", "variances" or "weights"
-    changed: tuple[str, ...] = ()
-    negated_channels: int = 0
-    zeroed_channels: int = 0
-    error: float = 0.0
-    scale_error: float = 0.0
-    offset_error: float = 0.0
-    noise_error: float = 0.0
-    worst_channel: int | None = None
-    exact_error: float = 0.0
-    candidates: dict = field(default_factory=dict)  # strategy -> error, or the reason it was not possible
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name, "strategy": self.strategy, "changed": list(self.changed),
-            "negated_channels": self.negated_channels, "zeroed_channels": self.zeroed_channels,
-            "error": self.error, "scale_error": self.scale_error, "offset_error": self.offset_error,
-            "noise_error": self.noise_error, "worst_channel": self.worst_channel,
-            "exact_error": self.exact_error, "candidates": dict(self.candidates),
-        }
-
-
-@dataclass
-class FoldReport:
-    beta_into: str
-    gamma_into: str
-    encoding: str | None
-    train_epsilon: float
-    engine_epsilon: float
-    min_version_before: tuple[int, int, int] | None
-    min_version_after: tuple[int, int, int] | None
-    blocks: list[BlockReport] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def folded(self) -> list[BlockReport]:
-        return [b for b in self.blocks if b.changed]
-
-    @property
-    def changed(self) -> bool:
-        """False when the output network is the input network (same tensors, same header)."""
-        return bool(self.folded) or self.min_version_before != self.min_version_after or bool(self.notes)
-
-    @property
-    def worst(self) -> BlockReport | None:
-        return max(self.blocks, key=lambda b: b.error, default=None)
-
-    @property
-    def worst_error(self) -> float:
-        return self.worst.error if self.blocks else 0.0
-
-    def strategies(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for b in self.blocks:
-            counts[b.strategy] = counts.get(b.strategy, 0) + 1
-        return counts
-
-    def to_dict(self) -> dict:
-        worst = self.worst
-        return {
-            "beta_into": self.beta_into, "gamma_into": self.gamma_into, "encoding": self.encoding,
-            "train_epsilon": self.train_epsilon, "engine_epsilon": self.engine_epsilon,
-            "min_version_before": versions.fmt(self.min_version_before),
-            "min_version_after": versions.fmt(self.min_version_after),
-            "blocks_total": len(self.blocks), "blocks_folded": len(self.folded),
-            "strategies": self.strategies(), "changed": self.changed,
-            "worst_error": self.worst_error, "worst_block": worst.name if worst else None,
-            "blocks": [b.to_dict() for b in self.blocks], "notes": list(self.notes),
-        }
 
 
 # -- the float64 math ------------------------------------------------------------
@@ -523,7 +435,7 @@ def _set_block(net: Network, name: str, block: ConvBlock) -> None:
 
 
 def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encoding: Encoding | None = None,
-         train_epsilon: float | None = None, engine_epsilon: float = ENGINE_EPSILON) -> tuple[Network, "FoldReport"]:
+         train_epsilon: float | None = None, engine_epsilon: float = ENGINE_EPSILON) -> tuple[Network, FoldReport]:
     """A network computing, under legacy semantics, what `net` computes under modern semantics.
 
     encoding: the output encoding — the folded fields are encoded (and measured) in
@@ -562,8 +474,6 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
         report.blocks.append(block_report)
     new.epsilon = eps_e
     if encoding is not None:
-        from lcconvert.transforms import reencode
-
         new, _ = reencode(new, encoding)
         if any(t.encoding is not encoding for _, t in net.tensors()):
             report.notes.append(f"every layer re-encoded as {encoding.name}")
@@ -573,124 +483,3 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
         new.min_version = versions.required(new)
     report.min_version_after = new.min_version
     return new, report
-
-
-# -- rendering ------------------------------------------------------------------------
-
-_SHORT = {"weights": "W", "biases": "b", "means": "μ", "variances": "σ²", "gammas": "γ", "betas": "β"}
-
-
-def render(report: FoldReport) -> str:
-    """The plain-text summary `fold-bias` prints."""
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(report.strategies().items()))
-    lines = [f"folded {len(report.folded)} of {len(report.blocks)} batch-norm blocks "
-             f"(gamma into {report.gamma_into}: {counts}; beta into {report.beta_into}"
-             + (f"; encoded as {report.encoding}" if report.encoding else "")
-             + (f"; training ε {report.train_epsilon:g} → engine ε {report.engine_epsilon:g}"
-                if report.train_epsilon != report.engine_epsilon else "") + ")",
-             f"  {'block':<20}{'strategy':<11}{'rewritten':<17}{'error':>10}{'scale':>10}{'offset':>10}"
-             f"{'noise':>10}  notes"]
-    for b in report.blocks:
-        rewritten = " ".join(_SHORT[f] for f in b.changed) or "-"
-        extra = []
-        if b.negated_channels:
-            extra.append(f"{b.negated_channels} channel(s) negated")
-        if b.zeroed_channels:
-            extra.append(f"{b.zeroed_channels} zeroed")
-        others = {n: v for n, v in b.candidates.items() if n != b.strategy}
-        measured = {n: v for n, v in others.items() if isinstance(v, float)}
-        if measured:  # the runner-up only; --json lists every candidate
-            name = min(measured, key=measured.get)
-            extra.append(f"next {name} {measured[name]:.2e}")
-        extra += [f"{n}: refused" for n, v in others.items() if not isinstance(v, float) and n in GAMMA_INTO]
-        lines.append(f"  {b.name:<20}{b.strategy:<11}{rewritten:<17}{b.error:>10.2e}{b.scale_error:>10.2e}"
-                     f"{b.offset_error:>10.2e}{b.noise_error:>10.2e}  {'; '.join(extra)}")
-    worst = report.worst
-    if worst is not None:
-        lines.append(f"  worst block: {worst.name}, channel {worst.worst_channel}: RMS error {worst.error:.3e} "
-                     "in activation units (exact math before encoding: "
-                     f"{max(b.exact_error for b in report.blocks):.1e})")
-    lines.append(f"min_version {versions.fmt(report.min_version_before)} -> {versions.fmt(report.min_version_after)}")
-    lines += [f"note: {n}" for n in report.notes]
-    return "\n".join(lines)
-
-
-# -- files ------------------------------------------------------------------------------
-
-@dataclass
-class FileResult:
-    """What `fold_file` did: the fold, its verification (None with verify=False), the output."""
-
-    report: FoldReport
-    verification: object | None
-    out: str
-    kind: str
-    bytes_written: int
-    copied_input: bool
-
-    def to_dict(self) -> dict:
-        return {"output": self.out, "format": self.kind, "bytes": self.bytes_written,
-                "copied_input": self.copied_input, "fold": self.report.to_dict(),
-                "verification": self.verification.to_dict() if self.verification is not None else None}
-
-
-def _reread(data: bytes, kind: str, path: str) -> Network:
-    from lcconvert.formats import detect, lc0_proto, text
-
-    return lc0_proto.read(data, path) if kind == detect.PB else text.read(data, path)
-
-
-def fold_file(src: str, out: str, *, to: str | None = None, beta_into: str = "means", gamma_into: str = "auto",
-              encoding: Encoding | None = None, train_epsilon: float | None = None, force: bool = False,
-              verify: bool = True, positions: int = 32, seed: int = 0,
-              on_verified=None, checkpoint_options: dict | None = None) -> FileResult:
-    """Read SRC, fold it, check the result, write OUT atomically; nothing is written on any failure.
-
-    The check is `verify OUT --legacy --against SRC` on the very bytes about to be
-    written (re-read), so text output is checked after its float formatting too.
-    VerificationFailed (exit 1) carries the report as `.verification`.
-    When the fold changes nothing and OUT has SRC's format and compression, SRC's
-    bytes are copied: a network with nothing to fold is not rewritten at all.
-    """
-    from lcconvert import io
-    from lcconvert.errors import VerificationFailed
-    from lcconvert.formats import gz
-
-    gz.check_output_path(out, [src], force)
-    net = io.load(src, checkpoint_options=checkpoint_options)  # checkpoint_options: TF checkpoint inputs only
-    if train_epsilon is not None:
-        # IN's own semantics: the fold and the check below both evaluate it with this ε.
-        net.epsilon = float(train_epsilon)
-    kind = io.output_kind(out, to)
-    if kind == io.TEXT and encoding is not None:
-        raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
-                                    "text weights are always written as decimal float32")
-    if encoding is None:
-        encoding = io.default_encoding(net, kind, backwards_compatible=True)  # the point of a fold
-    folded, report = fold(net, beta_into=beta_into, gamma_into=gamma_into, encoding=encoding)
-    data, notes = io.serialize(folded, kind, None)
-    report.notes += notes
-    written = _reread(data, kind, out)
-    report.min_version_after = written.min_version
-    verification = None
-    if verify:
-        from lcconvert import verify as verify_mod
-
-        verification = verify_mod.compare(written, net, legacy=True, positions=positions, seed=seed)
-        if on_verified is not None:
-            on_verified(verification)
-        if not verification.passed:
-            err = VerificationFailed(out, "the folded network does not compute what IN computes "
-                                          f"({verification.reasons[0]}); nothing written")
-            err.verification = verification
-            err.fold_report = report
-            raise err
-    compress = io.wants_gzip(out, kind)
-    same_form = (kind == net.source.kind and compress == net.source.compressed and src != "-")
-    copied = not report.changed and same_form
-    if copied:
-        data = gz.read_file(src)
-    elif compress:
-        data = gz.gzip_bytes(data, gz.level_for(kind))
-    gz.write_atomic(out, data)
-    return FileResult(report, verification, out, kind, len(data), copied)

@@ -24,23 +24,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert.errors import FormatError, NetworkError, UnsupportedError
-from lcconvert.network import (
+from lcconvert import shapes
+from lcconvert.constants import (
     ACTIVATION_MISH,
     ACTIVATION_RELU,
+    ENGINE_EPSILON,
+    GO_BLACK_TO_MOVE_PLANE,
     NETWORK_ONNX,
     POLICY_CLASSICAL,
     POLICY_CONVOLUTION,
     VALUE_CLASSICAL,
     VALUE_WDL,
-    ConvBlock,
     Family,
-    Network,
 )
+from lcconvert.errors import FormatError, UnsupportedError
+from lcconvert.network import ConvBlock, Network
 
 SEMANTICS = ("modern", "legacy")
-ENGINE_EPSILON = 1e-5  # every engine's batch-norm epsilon (FORMATS.md §3)
-GO_BLACK_TO_MOVE_PLANE = 16  # FORMATS.md §5
 
 
 @dataclass
@@ -171,10 +171,7 @@ class Model:
         why = supported_problem(net)
         if why:
             raise UnsupportedError(path, why)
-        problems = net.structure_problems()
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise NetworkError(path, problems[0] + more)
+        shapes.check(net)
         self.net, self.semantics, self.dtype = net, semantics, np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError("dtype must be float32 or float64")

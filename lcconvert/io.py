@@ -1,19 +1,21 @@
-"""Load any readable network and save to any format that can hold it.
+"""Networks to and from bytes in every format: the one door between the model and `formats/`.
 
 The only place that dispatches on formats: by content for input (gzip or not,
 protobuf magic or a text version line, a TF checkpoint folder/prefix), by name or
-`to=` for output.
+`to=` for output. Writing files (OUT rules, atomic rename, verification) is the
+pipeline's; this module turns bytes into a Network and back.
 """
 from __future__ import annotations
 
+from lcconvert import files
+from lcconvert.codecs import Encoding
+from lcconvert.constants import LINEAR16_FORMAT, Family
 from lcconvert.errors import FormatError, UnsupportedError
 from lcconvert.formats import detect, gz, lc0_proto
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import Family, Network
+from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
 
 PB, TEXT = detect.PB, detect.TEXT
-LINEAR16_FORMAT = 1  # Format.weights_encoding = LINEAR16 (FORMATS.md §1)
 
 
 def load(path: str, strict: bool = True, checkpoint_options: dict | None = None) -> Network:
@@ -22,7 +24,7 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
         from lcconvert.formats import tf_checkpoint
 
         return tf_checkpoint.read(path, **(checkpoint_options or {}))
-    raw = gz.read_file(path)
+    raw = files.read_file(path)
     if not raw:
         raise FormatError(path, "empty file")
     compressed = gz.is_gzip(raw)
@@ -101,15 +103,17 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
     return text.write(net), notes
 
 
-def save(net: Network, path: str, to: str | None = None, encoding: Encoding | None = None,
-         force: bool = False, inputs: tuple[str, ...] = (), level: int | None = None) -> list[str]:
-    """Write `net` to `path` atomically; refuses to overwrite inputs or existing files without force."""
-    gz.check_output_path(path, list(inputs), force)
-    kind = output_kind(path, to)
-    if encoding is None:
-        encoding = default_encoding(net, kind)
-    data, notes = serialize(net, kind, encoding)
+def parse(data: bytes, kind: str, path: str) -> Network:
+    """A network from uncompressed bytes already known to be `kind` (the pipeline's re-read)."""
+    if kind == PB:
+        return lc0_proto.read(data, path)
+    from lcconvert.formats import text
+
+    return text.read(data, path)
+
+
+def pack(data: bytes, path: str, kind: str, level: int | None = None) -> bytes:
+    """The bytes of the file `path`: `data` gzipped (at `kind`'s level unless given) when the name asks."""
     if wants_gzip(path, kind):
-        data = gz.gzip_bytes(data, gz.level_for(kind) if level is None else level)
-    gz.write_atomic(path, data)
-    return notes
+        return gz.gzip_bytes(data, gz.level_for(kind) if level is None else level)
+    return data

@@ -9,39 +9,34 @@ needs to know any other format.
 Every ConvBlock field is *present or absent* (None): absence means something to
 old engines (no gammas → γ = 1) and must round-trip. Tensors are never modified
 in place; a transform builds new `Tensor`s and a new structure (`copy()` shares
-the untouched ones).
+the untouched ones). Its consistency checks live in `shapes.py`, which reads this
+module (never the reverse); the schema's numbers live in `constants.py`.
 """
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from lcconvert.constants import (
+    ACTIVATION_RELU,
+    ATTENTION_NETWORKS,
+    BOARD_SIZE,
+    HEAD_CONV_SLOTS,
+    HEAD_LAYOUT,
+    INPUT_PLANES,
+    MOVES_LEFT_NONE,
+    MOVES_LEFT_V1,
+    NETWORK_CLASSICAL,
+    POLICY_ATTENTION,
+    POLICY_CLASSICAL,
+    POLICY_OUTPUTS,
+    VALUE_CLASSICAL,
+    VALUE_WDL,
+    Family,
+)
 from lcconvert.errors import NetworkError
 from lcconvert.tensor import Tensor
-
-
-class Family(str, enum.Enum):
-    CHESS = "chess"
-    GO = "go"
-
-
-# Facts per family (FORMATS.md §2, §4, §5).
-INPUT_PLANES = {Family.CHESS: 112, Family.GO: 18}
-BOARD_SIZE = {Family.CHESS: 8, Family.GO: 19}
-POLICY_OUTPUTS = {Family.CHESS: 1858, Family.GO: 362}
-CONV_POLICY_PLANES = 80  # lc0 convolution policy: 80 planes, the first 73 mapped to 1858 moves
-
-# NetworkFormat enum numbers used by the structure logic (FORMATS.md §1).
-NETWORK_CLASSICAL, NETWORK_SE = 1, 2
-NETWORK_CLASSICAL_WITH_HEADFORMAT, NETWORK_SE_WITH_HEADFORMAT = 3, 4
-NETWORK_ONNX = 5
-ATTENTION_NETWORKS = (6, 7, 134)
-POLICY_CLASSICAL, POLICY_CONVOLUTION, POLICY_ATTENTION = 1, 2, 3
-VALUE_CLASSICAL, VALUE_WDL, VALUE_PARAM = 1, 2, 3
-MOVES_LEFT_NONE, MOVES_LEFT_V1 = 0, 1
-ACTIVATION_RELU, ACTIVATION_MISH = 0, 1
 
 
 @dataclass
@@ -162,18 +157,6 @@ class Source:
     compressed: bool = False
     text_version: int | None = None
     size_bytes: int | None = None
-
-
-# Top-level ConvBlocks and FC layers, in network order, named as in Lc0's schema.
-HEAD_CONV_SLOTS = ("policy1", "policy", "value", "moves_left")
-# Each head: its ConvBlock slot and the fully connected layers that follow it.
-HEAD_LAYOUT = (
-    ("policy1", ()),
-    ("policy", ("ip_pol_w", "ip_pol_b")),
-    ("value", ("ip1_val_w", "ip1_val_b", "ip2_val_w", "ip2_val_b")),
-    ("moves_left", ("ip1_mov_w", "ip1_mov_b", "ip2_mov_w", "ip2_mov_b")),
-)
-FC_SLOTS = tuple(fc for _, fcs in HEAD_LAYOUT for fc in fcs)
 
 
 @dataclass
@@ -305,21 +288,6 @@ class Network:
     def copy(self) -> "Network":
         """A new structure sharing the (immutable) tensors."""
         return _structural_copy(self)
-
-    # -- consistency ---------------------------------------------------------
-    def structure_problems(self) -> list[str]:
-        """Every shape inconsistency, each naming its block. Empty when consistent."""
-        from lcconvert.shapes import structure_problems
-
-        return structure_problems(self)
-
-    def check(self) -> "Network":
-        """Raise NetworkError naming the file and the first problems; return self."""
-        problems = self.structure_problems()
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise NetworkError(self.source.path, problems[0] + more)
-        return self
 
 
 def _structural_copy(net: Network) -> Network:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io as _io
 import textwrap
 
+from lcconvert import files
 from lcconvert.errors import DependencyError, OutputError
-from lcconvert.formats import gz
 from lcconvert.stats import StatsTable
 
 INSTALL_HINT = "pip install 'lcconvert[plot]'"
@@ -69,4 +69,4 @@ def render_png(betas: StatsTable, gammas: StatsTable | None, title: str, path: s
 
 
 def write_plot(betas: StatsTable, gammas: StatsTable | None, title: str, path: str) -> None:
-    gz.write_atomic(path, render_png(betas, gammas, title, path))
+    files.write_atomic(path, render_png(betas, gammas, title, path))

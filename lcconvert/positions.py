@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcconvert.network import Family, Network
+from lcconvert.constants import Family
+from lcconvert.network import Network
 
 HISTORY = 8
 PLANES_PER_BOARD = 13
@@ -141,13 +142,11 @@ def _go_position(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def load_planes(path: str) -> np.ndarray:
     """Input planes from a `.npy` file or an `.npz` file's `planes` array; FormatError naming the file."""
+    import io
     import zipfile
 
     from lcconvert.errors import FormatError
-
-    import io
-
-    from lcconvert.formats.gz import read_file
+    from lcconvert.files import read_file
 
     raw = read_file(path)  # '-' = standard input; one-line errors for missing files, folders...
     try:

@@ -6,19 +6,11 @@ Each problem names its block, e.g. "residual.3.conv1.means: 63 values, expected 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from lcconvert.network import (
-    CONV_POLICY_PLANES,
-    MOVES_LEFT_V1,
-    POLICY_CONVOLUTION,
-    ConvBlock,
-)
-
-if TYPE_CHECKING:
-    from lcconvert.network import Network
+from lcconvert.constants import CONV_POLICY_PLANES, MOVES_LEFT_V1, POLICY_CONVOLUTION
+from lcconvert.errors import NetworkError
+from lcconvert.network import ConvBlock, Network
 
 
 def _expect(problems: list[str], name: str, tensor, expected: int) -> None:
@@ -55,7 +47,8 @@ def _conv_block(problems, name: str, block: ConvBlock | None, cin: int, cout: in
     return cout
 
 
-def structure_problems(net: "Network") -> list[str]:
+def structure_problems(net: Network) -> list[str]:
+    """Every shape inconsistency, each naming its block. Empty when consistent."""
     problems: list[str] = []
     if net.attention_body or net.format.is_attention:
         # lcconvert reads and writes these without loss but does not model their tensors.
@@ -124,7 +117,16 @@ def structure_problems(net: "Network") -> list[str]:
     return problems
 
 
-def value_problems(net: "Network", epsilon: float = 1e-5) -> list[str]:
+def check(net: Network) -> Network:
+    """Raise NetworkError naming the file and the first shape problem; return `net` when consistent."""
+    problems = structure_problems(net)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise NetworkError(net.source.path, problems[0] + more)
+    return net
+
+
+def value_problems(net: Network, epsilon: float = 1e-5) -> list[str]:
     """Numeric problems: non-finite values anywhere, σ² + ε ≤ 0, LINEAR16 min > max."""
     problems: list[str] = []
     for name, t in net.tensors():

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lcconvert.codecs import LINEAR16_STEPS, Encoding
 from lcconvert.errors import UnsupportedError
-from lcconvert.formats.codecs import LINEAR16_STEPS, Encoding
 from lcconvert.network import ConvBlock, Network
 
 SOURCE_BETAS = "betas"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from lcconvert import versions
 from lcconvert._proto import net_pb2
-from lcconvert.network import Family, Network
+from lcconvert.constants import Family
+from lcconvert.network import Network
 
 _NF = net_pb2.NetworkFormat
 

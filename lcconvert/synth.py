@@ -31,29 +31,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcconvert import versions
-from lcconvert.formats import codecs
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import (
+from lcconvert import codecs, shapes, versions
+from lcconvert.codecs import Encoding
+from lcconvert.constants import (
     ACTIVATION_MISH,
     CONV_POLICY_PLANES,
+    INPUT_CLASSICAL_112_PLANE,
     INPUT_PLANES,
+    LINEAR16_FORMAT,
     MOVES_LEFT_V1,
     NETWORK_CLASSICAL_WITH_HEADFORMAT,
     NETWORK_SE_WITH_HEADFORMAT,
+    OUTPUT_CLASSICAL,
+    OUTPUT_WDL,
     POLICY_CLASSICAL,
     POLICY_CONVOLUTION,
     POLICY_OUTPUTS,
     VALUE_CLASSICAL,
     VALUE_WDL,
-    ConvBlock,
     Family,
-    NetFormat,
-    Network,
-    Residual,
-    SEUnit,
-    Source,
 )
+from lcconvert.network import ConvBlock, NetFormat, Network, Residual, SEUnit, Source
 from lcconvert.tensor import Tensor
 
 EPSILON = 1e-5
@@ -66,10 +64,6 @@ CHESS_MOVES_LEFT_HIDDEN = 128
 GO_POLICY_FILTERS = 2
 GO_VALUE_FILTERS = 1
 GO_VALUE_HIDDEN = 256
-# Enum numbers (FORMATS.md §1).
-INPUT_CLASSICAL_112_PLANE = 1
-OUTPUT_CLASSICAL, OUTPUT_WDL = 1, 2
-LINEAR16_FORMAT = 1
 
 # Random positions pushed through the network to measure batch-norm statistics:
 # 8 chess boards (512 squares) or 2 Go boards (722 points) — the cost of one
@@ -303,11 +297,11 @@ def make_network(family: str | Family = "chess", blocks: int = 2, filters: int =
         )
         net.weights_encoding = LINEAR16_FORMAT
         net.min_version = versions.required(net)
-    return net.check()
+    return shapes.check(net)
 
 
 def write_pb(net: Network, path, force: bool = True) -> list[str]:
-    """Write `net` as an Lc0 protobuf (gzip unless the name ends in `.pb`); returns io.save's notes."""
-    from lcconvert import io
+    """Write `net` as an Lc0 protobuf (gzip unless the name ends in `.pb`); returns the writer's notes."""
+    from lcconvert import pipeline
 
-    return io.save(net, str(path), to="pb", force=force)
+    return pipeline.save(net, str(path), to="pb", force=force)

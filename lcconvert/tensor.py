@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcconvert.formats import codecs
-from lcconvert.formats.codecs import Encoding
+from lcconvert import codecs
+from lcconvert.codecs import Encoding
 
 
 class Tensor:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from lcconvert import versions
-from lcconvert.formats.codecs import Encoding, check_encodable
+from lcconvert.codecs import Encoding, check_encodable
+from lcconvert.constants import FC_SLOTS, HEAD_CONV_SLOTS
 from lcconvert.errors import NetworkError
-from lcconvert.network import FC_SLOTS, HEAD_CONV_SLOTS, Network
+from lcconvert.network import Network
 
 
 def map_tensors(net: Network, fn) -> Network:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lcconvert import versions
-from lcconvert.formats import codecs
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import (
+from lcconvert import codecs, versions
+from lcconvert.codecs import Encoding
+from lcconvert.constants import (
     ACTIVATION_MISH,
     ACTIVATION_RELU,
+    KNOWN_INPUT_FORMATS,
     MOVES_LEFT_NONE,
     MOVES_LEFT_V1,
     NETWORK_CLASSICAL,
@@ -35,8 +35,8 @@ from lcconvert.network import (
     VALUE_CLASSICAL,
     VALUE_WDL,
     Family,
-    Network,
 )
+from lcconvert.network import Network
 from lcconvert.tensor import Tensor
 
 DTYPE = np.float64
@@ -60,7 +60,6 @@ FLOAT32_HALF_ULP = 2.0 ** -24
 HEADS = ("policy", "value", "wdl", "moves_left")
 HEAD_LABELS = {"policy": "policy (probabilities)", "value": "value (Q or tanh)", "wdl": "WDL",
                "moves_left": "moves left (plies)"}
-KNOWN_INPUT_FORMATS = (1, 2, 3, 4, 5, 132, 133)
 
 
 # -- structure and numerics ----------------------------------------------------

@@ -29,12 +29,8 @@ Deliberately *not* requirements:
 """
 from __future__ import annotations
 
-from lcconvert.network import (
-    ACTIVATION_MISH,
-    NETWORK_SE,
-    NETWORK_SE_WITH_HEADFORMAT,
-    Network,
-)
+from lcconvert.constants import ACTIVATION_MISH, NETWORK_SE, NETWORK_SE_WITH_HEADFORMAT
+from lcconvert.network import Network
 
 Version = tuple[int, int, int]
 

@@ -5,11 +5,11 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import MAIA
-from lcconvert import diff, io
+
+from lcconvert import diff, io, pipeline
+from lcconvert.codecs import Encoding
 from lcconvert.errors import NetworkError
-from lcconvert.formats.codecs import Encoding
 from lcconvert.tensor import Tensor
 
 
@@ -88,7 +88,7 @@ def test_known_edits(maia):
 def test_cli_names_exactly_the_changed_tensors(maia, tmp_path, run_cli):
     net, expected = edited(maia)
     path = tmp_path / "edited.pb.gz"
-    io.save(net, str(path))
+    pipeline.save(net, str(path))
     doc = json.loads(run_cli("diff", MAIA, path, "--json").stdout)
     assert set(doc["differing"]) == set(expected)
     # FLOAT32 layers need lc0 ≥ 0.33: the header change is reported too.
@@ -100,7 +100,7 @@ def test_mismatched_architecture(maia, tmp_path, run_cli):
     small.residual = small.residual[:5]
     assert diff.architecture_problems(maia, small) == ["blocks: A has 6, B has 5"]
     path = tmp_path / "five.pb.gz"
-    io.save(small, str(path))
+    pipeline.save(small, str(path))
     result = run_cli("diff", MAIA, path)
     assert result.exit_code == 2
     assert result.stderr == f"lcconvert: {path}: not the same architecture as {MAIA}: blocks: A has 6, B has 5\n"

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import LZ_RANDOM, MAIA, REFERENCE
-from lcconvert import fold, forward, io, verify
+
+from lcconvert import fold, forward, io, pipeline, verify
+from lcconvert.codecs import Encoding
 from lcconvert.errors import NetworkError, UnsupportedError
 from lcconvert.formats import gz, lc0_proto
-from lcconvert.formats.codecs import Encoding
 from lcconvert.tensor import Tensor
 
 EPS = 1e-5
@@ -267,7 +267,7 @@ def test_huge_gamma_is_refused_by_variances_and_exact_otherwise(maia, tmp_path, 
         assert verify.compare(folded, net, legacy=True, positions=POSITIONS).passed
 
     src = tmp_path / "huge.pb.gz"
-    io.save(net, str(src))
+    pipeline.save(net, str(src))
     out = tmp_path / "out.pb.gz"
     r = run_cli("fold-bias", src, out, "--gamma-into", "variances")
     assert r.exit_code == 2 and "too large to fold into the variances" in r.stderr
@@ -291,7 +291,7 @@ def test_training_epsilon_is_folded_in(maia, tmp_path, run_cli):
 
     # Through the CLI: a file has no ε field, so --train-epsilon says it.
     src = tmp_path / "eps.pb.gz"
-    io.save(_variant(maia, negative=True, zero=False, tiny=False), str(src))
+    pipeline.save(_variant(maia, negative=True, zero=False, tiny=False), str(src))
     r = run_cli("fold-bias", src, tmp_path / "out.pb.gz", "--train-epsilon", "1e-3", "--json")
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
@@ -364,7 +364,7 @@ def test_attention_network_is_refused(tmp_path, run_cli, maia):
     net = maia.copy()
     net.format.network = 6  # ATTENTIONBODY_WITH_HEADFORMAT: the reader then keeps the body opaque
     src = tmp_path / "attention.pb.gz"
-    io.save(net, str(src))
+    pipeline.save(net, str(src))
     out = tmp_path / "out.pb.gz"
     r = run_cli("fold-bias", src, out)
     assert r.exit_code == 2 and not out.exists()
@@ -381,7 +381,7 @@ def test_invalid_batch_norm_is_refused(tmp_path, run_cli, maia, field, value, me
     v[4] = value
     _set(net, "residual.1.conv1", **{field: _f32(v)})
     src = tmp_path / "bad.pb.gz"
-    io.save(net, str(src))
+    pipeline.save(net, str(src))
     out = tmp_path / "out.pb.gz"
     r = run_cli("fold-bias", src, out)
     assert r.exit_code == 2 and not out.exists(), r.output
@@ -402,7 +402,7 @@ def test_failed_verification_writes_nothing(tmp_path, run_cli, monkeypatch):
 
     monkeypatch.setattr(fold, "fold", sign_lost)
     src = tmp_path / "neg.pb.gz"
-    io.save(_variant(io.load(str(MAIA)), zero=False, tiny=False), str(src))
+    pipeline.save(_variant(io.load(str(MAIA)), zero=False, tiny=False), str(src))
     out = tmp_path / "out.pb.gz"
     r = run_cli("fold-bias", src, out)
     assert r.exit_code == 1 and not out.exists()

@@ -5,11 +5,11 @@ import gzip
 import json
 
 import pytest
+from conftest import MAIA
 
 from lcconvert._proto import net_pb2
-from lcconvert.formats.codecs import Encoding
+from lcconvert.codecs import Encoding
 from lcconvert.synth import make_network, write_pb
-from conftest import MAIA
 
 
 def _inspect_json(run_cli, path) -> dict:

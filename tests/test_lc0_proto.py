@@ -14,13 +14,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import MAIA
 from google.protobuf import unknown_fields
 
-from lcconvert import io
+from lcconvert import codecs, io
 from lcconvert._proto import net_pb2
-from lcconvert.formats import codecs
-from lcconvert.formats.codecs import Encoding
-from conftest import MAIA
+from lcconvert.codecs import Encoding
 
 MAGIC_PREFIX = b"\x0d\xc0\x01\x00\x00"
 

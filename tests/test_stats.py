@@ -9,12 +9,12 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import MAIA
-from lcconvert import io, stats
-from lcconvert.formats import codecs
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import ConvBlock, Family, Network, Residual
+
+from lcconvert import codecs, io, pipeline, shapes, stats
+from lcconvert.codecs import Encoding
+from lcconvert.constants import Family
+from lcconvert.network import ConvBlock, Network, Residual
 from lcconvert.tensor import Tensor
 
 EPS = 1e-5
@@ -117,7 +117,7 @@ def lz_net(rng, filters=8, blocks=2):
     net.value = block("value", filters, 1, 1)
     net.ip1_val_w, net.ip1_val_b = f32(rng.normal(0, 0.01, 361 * 256)), f32(rng.normal(0, 0.01, 256))
     net.ip2_val_w, net.ip2_val_b = f32(rng.normal(0, 0.1, 256)), f32([0.1])
-    return net.check(), known
+    return shapes.check(net), known
 
 
 def check_recovered(table, known):
@@ -191,7 +191,7 @@ def test_fold_into_means_by_hand_is_not_recoverable(maia, tmp_path, run_cli):
     assert "not recoverable" in stats.render_table(table)
     # Through a real file and the CLI.
     path = tmp_path / "folded.pb.gz"
-    io.save(folded, str(path))
+    pipeline.save(folded, str(path))
     result = run_cli("inspect", path, "--betas")
     assert result.exit_code == 0
     assert result.stdout.count("not recoverable") >= 15

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from lcconvert import io, versions
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import Family
+from lcconvert import io, shapes, versions
+from lcconvert.codecs import Encoding
+from lcconvert.constants import Family
 from lcconvert.synth import make_network, write_pb
 
 VARIANTS = [
@@ -27,7 +27,7 @@ VARIANTS = [
 @pytest.mark.parametrize("kw", VARIANTS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "default")
 def test_structure_passes_check_and_matches_the_request(kw):
     net = make_network(**kw)
-    assert net.structure_problems() == []
+    assert shapes.structure_problems(net) == []
     assert net.blocks == kw.get("blocks", 2)
     assert net.filters == kw.get("filters", 16)
     enc = kw.get("encoding", Encoding.LINEAR16)

@@ -7,12 +7,13 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from conftest import LZ_0K, LZ_RANDOM, MAIA
-from lcconvert import io
+
+from lcconvert import io, shapes
+from lcconvert.constants import Family
 from lcconvert.errors import FormatError, NetworkError, UnsupportedError
 from lcconvert.formats import text
-from lcconvert.network import ConvBlock, Family, NetFormat, Network, Residual, Source
+from lcconvert.network import ConvBlock, NetFormat, Network, Residual, Source
 from lcconvert.tensor import Tensor
 
 
@@ -49,7 +50,7 @@ def test_reads_real_leela_zero_files(path, filters, blocks):
     assert net.source.kind == "text" and net.source.text_version == 1
     assert net.go_value_from_black is False
     assert all(getattr(net.format, f) is None for f in NetFormat.FIELDS)
-    assert net.structure_problems() == []
+    assert shapes.structure_problems(net) == []
     assert_tensors_equal_lines(net, file_lines(path))
     # Leela Zero's fixed head sizes (FORMATS.md §4): 2-filter policy conv, 1-filter value conv, FC 256.
     assert net.ip_pol_w.size == 2 * 361 * 362 and net.ip1_val_w.size == 361 * 256
@@ -120,7 +121,7 @@ def random_chess_net(blocks=2, filters=8, seed=0, policy_filters=4, value_filter
     net.value = conv(filters, value_filters, 1)
     net.ip1_val_w, net.ip1_val_b = t(hidden * value_filters * 64, 1e-5), t(hidden)
     net.ip2_val_w, net.ip2_val_b = t(hidden, 30.0), t(1)
-    assert net.structure_problems() == []
+    assert shapes.structure_problems(net) == []
     return net
 
 
@@ -157,7 +158,7 @@ def test_go_heads_other_than_leela_zero_are_refused():
     net.ip1_val_w = Tensor.from_values(net.ip1_val_w.values[: 361 * 128])
     net.ip1_val_b = Tensor.from_values(net.ip1_val_b.values[:128])
     net.ip2_val_w = Tensor.from_values(net.ip2_val_w.values[:128])
-    assert net.structure_problems() == []
+    assert shapes.structure_problems(net) == []
     with pytest.raises(UnsupportedError, match="fixed heads .* this network has 2, 1, 128"):
         text.write(net)
 
@@ -298,7 +299,7 @@ def test_non_strict_read_keeps_an_inconsistent_network_for_verify(tmp_path):
     src = tmp_path / "short.txt"
     src.write_bytes(short(lz0k_lines(), 8))  # residual.0.conv1.means one value short
     net = io.load(str(src), strict=False)
-    problems = net.structure_problems()
+    problems = shapes.structure_problems(net)
     assert problems == ["residual.0.conv1.means: 7 values, expected 8"]
     with pytest.raises(NetworkError, match=r"line 8: residual\.0\.conv1\.means: 7 values, expected 8"):
         io.load(str(src))

@@ -25,14 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 import pytest
+from conftest import MAIA
 
 from lcconvert import forward, io, transforms
+from lcconvert.codecs import Encoding
+from lcconvert.constants import Family
 from lcconvert.errors import FormatError, NetworkError, UnsupportedError
 from lcconvert.formats import tf_checkpoint, tf_names
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import Family
-
-from conftest import MAIA
 
 FLOAT_REL = 5e-5
 
@@ -480,7 +479,7 @@ def test_checkpoint_paths_resolve_without_tensorflow(tmp_path):
 
 def test_training_yaml(tmp_path):
     pytest.importorskip("yaml")
-    from lcconvert import training_config as tc
+    from lcconvert.formats import training_config as tc
 
     p = tmp_path / "t.yaml"
     p.write_text("name: x\nmodel:\n  filters: 64\n  residual_blocks: 6\n  se_ratio: 8\n  policy: classical\n"

@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import LZ_0K, MAIA
+
 from lcconvert import io, synth, verify
+from lcconvert.codecs import Encoding
+from lcconvert.constants import VALUE_CLASSICAL
 from lcconvert.formats import lc0_proto
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import VALUE_CLASSICAL
 from lcconvert.tensor import Tensor
 
 

@@ -8,19 +8,18 @@ serializes to the very bytes it was read from.
 """
 from __future__ import annotations
 
-from google.protobuf import unknown_fields
 import math
 
+from google.protobuf import unknown_fields
 from google.protobuf.message import DecodeError
 
+from lcconvert import shapes
 from lcconvert._proto import net_pb2
+from lcconvert.codecs import Encoding
+from lcconvert.constants import FC_SLOTS, HEAD_CONV_SLOTS, INPUT_PLANES, Family
 from lcconvert.errors import FormatError, NetworkError
-from lcconvert.formats.codecs import Encoding
 from lcconvert.network import (
-    FC_SLOTS,
-    HEAD_CONV_SLOTS,
     ConvBlock,
-    Family,
     NetFormat,
     Network,
     Residual,
@@ -108,7 +107,6 @@ def _family(net: Network, path: str) -> Family:
         raise NetworkError(path, "input: no weights or no batch-norm/bias layers to tell the filter count")
     per_filter, rest = divmod(w.size, 9 * c)
     for family in Family:
-        from lcconvert.network import INPUT_PLANES
 
         if rest == 0 and per_filter == INPUT_PLANES[family]:
             return family
@@ -174,7 +172,7 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
             setattr(net, fc, _tensor(getattr(w, fc), fc, path))
     net.family = _family(net, path)
     if strict:
-        net.check()
+        shapes.check(net)
     return net
 
 

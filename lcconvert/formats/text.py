@@ -22,24 +22,22 @@ import re
 
 import numpy as np
 
-from lcconvert.errors import FormatError, NetworkError, UnsupportedError
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import (
+from lcconvert import shapes
+from lcconvert.codecs import Encoding
+from lcconvert.constants import (
     ACTIVATION_RELU,
+    BOARD_SIZE,
+    ENGINE_EPSILON,
     INPUT_PLANES,
     MOVES_LEFT_NONE,
     NETWORK_CLASSICAL,
     POLICY_CLASSICAL,
     POLICY_OUTPUTS,
     VALUE_CLASSICAL,
-    BOARD_SIZE,
-    ConvBlock,
     Family,
-    NetFormat,
-    Network,
-    Residual,
-    Source,
 )
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError
+from lcconvert.network import ConvBlock, NetFormat, Network, Residual, Source
 from lcconvert.tensor import Tensor
 
 # Lines after the version line: input block 4, policy head 6, value head 8, then 8 per residual block.
@@ -49,8 +47,6 @@ LINES_PER_BLOCK = 8
 GO_POLICY_FILTERS, GO_VALUE_FILTERS, GO_VALUE_HIDDEN = 2, 1, 256
 # Lc0 text v1 had 120 input planes and a 1924-move policy; no supported engine reads it.
 OBSOLETE_CHESS_PLANES = 120
-# Batch-norm epsilon every text-reading engine uses (FORMATS.md §3).
-ENGINE_EPSILON = 1e-5
 CONV_ORDER = ("weights", "biases", "means", "variances")
 
 
@@ -83,7 +79,7 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
         raise NetworkError(path, problems[0] + more)
     net = _build(values, family, version, path)
     if strict:
-        net.check()
+        shapes.check(net)
     return net
 
 
@@ -333,7 +329,7 @@ def write(net: Network) -> bytes:
     """
     path = net.source.path
     _check_writable(net)
-    net.check()
+    shapes.check(net)
     if net.family is Family.GO:
         version = 2 if net.go_value_from_black else 1
     else:

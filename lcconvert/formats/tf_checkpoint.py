@@ -21,11 +21,9 @@ import tempfile
 
 import numpy as np
 
-from lcconvert import training_config, versions
-from lcconvert.errors import DependencyError, FormatError, NetworkError
-from lcconvert.formats import tf_names
-from lcconvert.formats.codecs import Encoding
-from lcconvert.network import (
+from lcconvert import shapes, versions
+from lcconvert.codecs import Encoding
+from lcconvert.constants import (
     ACTIVATION_RELU,
     INPUT_PLANES,
     MOVES_LEFT_NONE,
@@ -34,16 +32,17 @@ from lcconvert.network import (
     NETWORK_SE_WITH_HEADFORMAT,
     POLICY_CLASSICAL,
     POLICY_CONVOLUTION,
+    TRAINING_INPUT_FORMATS,
+    TRAINING_MOVES_LEFT_FORMATS,
+    TRAINING_POLICY_FORMATS,
+    TRAINING_VALUE_FORMATS,
     VALUE_CLASSICAL,
     VALUE_WDL,
-    ConvBlock,
     Family,
-    NetFormat,
-    Network,
-    Residual,
-    SEUnit,
-    Source,
 )
+from lcconvert.errors import DependencyError, FormatError, NetworkError
+from lcconvert.formats import tf_names, training_config
+from lcconvert.network import ConvBlock, NetFormat, Network, Residual, SEUnit, Source
 from lcconvert.tensor import Tensor
 
 TRAINING_EPSILON = 1e-5  # every lczero-training / Leela Zero batch norm (FORMATS.md §6)
@@ -397,7 +396,7 @@ def _finish(net: Network, cfg: training_config.ModelConfig, mapping: tf_names.Ma
                             "(Leela Zero) network")
         if problems:
             raise NetworkError(path, "; ".join(problems))
-        net.check()
+        shapes.check(net)
         net.min_version = None  # Leela Zero files have no version
         return
 
@@ -408,9 +407,9 @@ def _finish(net: Network, cfg: training_config.ModelConfig, mapping: tf_names.Ma
     found_value = VALUE_WDL if out == 3 else VALUE_CLASSICAL
     found_ml = MOVES_LEFT_V1 if net.moves_left is not None else MOVES_LEFT_NONE
     for what, said, found, names in (
-        ("policy", cfg.policy, found_policy, training_config.POLICY_FORMATS),
-        ("value", cfg.value, found_value, training_config.VALUE_FORMATS),
-        ("moves_left", cfg.moves_left, found_ml, training_config.MOVES_LEFT_FORMATS),
+        ("policy", cfg.policy, found_policy, TRAINING_POLICY_FORMATS),
+        ("value", cfg.value, found_value, TRAINING_VALUE_FORMATS),
+        ("moves_left", cfg.moves_left, found_ml, TRAINING_MOVES_LEFT_FORMATS),
     ):
         if said is not None and said != found:
             name = {v: k for k, v in names.items()}
@@ -424,7 +423,7 @@ def _finish(net: Network, cfg: training_config.ModelConfig, mapping: tf_names.Ma
         if mapping.scheme == tf_names.KERAS_NAMED.name:
             # Named-layer training code had input_type; guessing it would silently mis-scale rule50.
             raise FormatError(path, "the input format is not stored in a checkpoint: give --config training.yaml "
-                                    "or --input-format (" + ", ".join(training_config.INPUT_FORMATS) + ")")
+                                    "or --input-format (" + ", ".join(TRAINING_INPUT_FORMATS) + ")")
         input_format = 1  # the TF1 and auto-named eras predate input types: always classical
     net.format = NetFormat(
         input=input_format,
@@ -435,7 +434,7 @@ def _finish(net: Network, cfg: training_config.ModelConfig, mapping: tf_names.Ma
         moves_left=found_ml,
         default_activation=cfg.default_activation if cfg.default_activation is not None else ACTIVATION_RELU,
     )
-    net.check()
+    shapes.check(net)
     if input_format < HECTOPLIES_INPUT:
         kernel = net.input.weights.values.reshape(c, planes, 3, 3).copy()
         kernel[:, RULE50_PLANE] /= RULE50_SCALE

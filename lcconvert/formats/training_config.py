@@ -14,32 +14,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from lcconvert.errors import DependencyError, FormatError, UnsupportedError
-from lcconvert.network import (
-    ACTIVATION_MISH,
-    ACTIVATION_RELU,
-    MOVES_LEFT_NONE,
-    MOVES_LEFT_V1,
-    POLICY_CLASSICAL,
-    POLICY_CONVOLUTION,
-    VALUE_CLASSICAL,
-    VALUE_WDL,
+from lcconvert.constants import (
+    TRAINING_ACTIVATIONS,
+    TRAINING_INPUT_FORMATS,
+    TRAINING_MOVES_LEFT_FORMATS,
+    TRAINING_POLICY_FORMATS,
+    TRAINING_VALUE_FORMATS,
 )
-
-# lczero-training's names for the NetworkFormat values (tfprocess.py); numbers as in FORMATS.md §1.
-INPUT_FORMATS = {
-    "classic": 1,
-    "frc_castling": 2,
-    "canonical": 3,
-    "canonical_100": 4,
-    "canonical_armageddon": 132,
-    "canonical_v2": 5,
-    "canonical_v2_armageddon": 133,
-}
-POLICY_FORMATS = {"classical": POLICY_CLASSICAL, "convolution": POLICY_CONVOLUTION}
-VALUE_FORMATS = {"classical": VALUE_CLASSICAL, "wdl": VALUE_WDL}
-MOVES_LEFT_FORMATS = {"none": MOVES_LEFT_NONE, "v1": MOVES_LEFT_V1}
-ACTIVATIONS = {"relu": ACTIVATION_RELU, "mish": ACTIVATION_MISH}
+from lcconvert.errors import DependencyError, FormatError, UnsupportedError
 
 INSTALL_HINT = "pip install 'lcconvert[tf]'"
 
@@ -84,19 +66,19 @@ def _choice(value, table: dict[str, int], what: str, source: str | None, numbers
 
 
 def parse_input_format(value, source: str | None = None) -> int:
-    return _choice(value, INPUT_FORMATS, "input format", source, numbers=True)
+    return _choice(value, TRAINING_INPUT_FORMATS, "input format", source, numbers=True)
 
 
 def parse_policy(value, source: str | None = None) -> int:
-    return _choice(value, POLICY_FORMATS, "policy", source, numbers=True)
+    return _choice(value, TRAINING_POLICY_FORMATS, "policy", source, numbers=True)
 
 
 def parse_value(value, source: str | None = None) -> int:
-    return _choice(value, VALUE_FORMATS, "value", source, numbers=True)
+    return _choice(value, TRAINING_VALUE_FORMATS, "value", source, numbers=True)
 
 
 def parse_moves_left(value, source: str | None = None) -> int:
-    return _choice(value, MOVES_LEFT_FORMATS, "moves-left", source, numbers=True)
+    return _choice(value, TRAINING_MOVES_LEFT_FORMATS, "moves-left", source, numbers=True)
 
 
 def _positive_int(model: dict, key: str, source: str) -> int | None:
@@ -120,7 +102,7 @@ def load(path: str) -> ModelConfig:
         import yaml
     except ImportError:
         raise DependencyError(path, f"reading a training YAML needs pyyaml: {INSTALL_HINT}") from None
-    from lcconvert.formats.gz import read_file
+    from lcconvert.files import read_file
 
     raw = read_file(path, what="a training YAML file")
     try:
@@ -141,14 +123,14 @@ def load(path: str) -> ModelConfig:
         residual_blocks=_positive_int(model, "residual_blocks", path),
         se_ratio=_positive_int(model, "se_ratio", path),
         input=parse_input_format(model.get("input_type", "classic"), path),
-        default_activation=_choice(model.get("default_activation", "relu"), ACTIVATIONS, "model.default_activation",
+        default_activation=_choice(model.get("default_activation", "relu"), TRAINING_ACTIVATIONS, "model.default_activation",
                                    path),
         source=path,
     )
     if "policy" in model:
-        config.policy = _choice(model["policy"], POLICY_FORMATS, "policy", path)
+        config.policy = _choice(model["policy"], TRAINING_POLICY_FORMATS, "policy", path)
     if "value" in model:
-        config.value = _choice(model["value"], VALUE_FORMATS, "value", path)
+        config.value = _choice(model["value"], TRAINING_VALUE_FORMATS, "value", path)
     if "moves_left" in model:
-        config.moves_left = _choice(model["moves_left"], MOVES_LEFT_FORMATS, "moves_left", path)
+        config.moves_left = _choice(model["moves_left"], TRAINING_MOVES_LEFT_FORMATS, "moves_left", path)
     return config

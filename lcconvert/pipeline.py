@@ -1,0 +1,144 @@
+"""One way to write a network: read → transform → serialize → verify against the input → atomic write.
+
+Why one path: every command that writes a network (`convert`, `fold-bias`, and
+any later writer such as a recalibration) owes the user the same promises — the
+input is never modified, an existing OUT needs --force, `-` is standard output,
+nothing is written unless the whole result exists and (when a check is given)
+computes what the input computes, and a failure leaves no partial file. Written
+once here, they cannot drift apart between commands.
+
+The stages, in order:
+  1. refuse an unusable OUT before any work (`files.check_output_path`);
+  2. read IN by content (`io.load`), optionally with the ε its statistics were
+     trained with;
+  3. choose the output format (OUT's name or `to`) and encoding (`io.default_encoding`
+     unless the user named one);
+  4. apply the transform, a pure `Network → Network` map that receives the output
+     encoding (a fold encodes the fields it computes in it);
+  5. serialize, and re-read the very bytes about to be written — so a check sees
+     what an engine will see, text formatting and LINEAR16 rounding included;
+  6. run the check (written network against the input network); a failure raises
+     `VerificationFailed` (exit 1) carrying both reports, and nothing is written;
+  7. compress (gzip level by format) or, when the transform changed nothing and
+     OUT has IN's form, copy IN's bytes; write atomically.
+
+Transforms and checks are plain callables so that this module knows no fold math
+and no verification rule; the caller names what a failed check means.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from lcconvert import files, io
+from lcconvert.codecs import Encoding
+from lcconvert.errors import UnsupportedError, VerificationFailed
+from lcconvert.network import Network
+
+
+class TransformReport(Protocol):
+    """What a transform reports; the pipeline adds the writer's notes and the written min_version."""
+
+    notes: list[str]
+    changed: bool  # False: the output network is the input network (same tensors, same header)
+    min_version_after: tuple[int, int, int] | None
+
+    def to_dict(self) -> dict: ...
+
+
+# (network, output encoding or None) -> (new network, its report)
+Transform = Callable[..., tuple[Network, TransformReport]]
+
+
+@dataclass
+class Check:
+    """A check of the written network against the input: `run(written, source)` returns a report
+    with `.passed` and `.reasons`; `failure` says what a failed check means, for the error line."""
+
+    run: Callable[[Network, Network], object]
+    failure: str
+
+
+@dataclass
+class Written:
+    """What `write_file` did: the transform's report, the check's report, the output file."""
+
+    out: str
+    kind: str
+    bytes_written: int
+    copied_input: bool
+    notes: list[str] = field(default_factory=list)
+    report: TransformReport | None = None
+    verification: object | None = None
+
+    def to_dict(self, report_name: str = "report") -> dict:
+        return {"output": self.out, "format": self.kind, "bytes": self.bytes_written,
+                "copied_input": self.copied_input,
+                report_name: self.report.to_dict() if self.report is not None else None,
+                "verification": self.verification.to_dict() if self.verification is not None else None}
+
+
+def read(src: str, *, epsilon: float | None = None, checkpoint_options: dict | None = None) -> Network:
+    """IN as the pipeline transforms it: `epsilon` overrides the batch-norm ε its statistics were
+    trained with (a fact about IN that no file records), and IN is evaluated with it everywhere."""
+    net = io.load(src, checkpoint_options=checkpoint_options)
+    if epsilon is not None:
+        net.epsilon = float(epsilon)
+    return net
+
+
+def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding | None = None,
+               force: bool = False, transform: Transform | None = None, backwards_compatible: bool = False,
+               check: Check | None = None, on_checked: Callable[[object], None] | None = None,
+               epsilon: float | None = None, checkpoint_options: dict | None = None) -> Written:
+    """Read SRC, transform it, check the result against SRC, write OUT atomically (module docstring).
+
+    backwards_compatible: protobuf output defaults to LINEAR16, the encoding every
+    engine reads (a fold's purpose). `on_checked` sees the check's report whether
+    it passed or not (the CLI prints it).
+    """
+    files.check_output_path(out, [src], force)
+    net = read(src, epsilon=epsilon, checkpoint_options=checkpoint_options)
+    kind = io.output_kind(out, to)
+    if kind == io.TEXT and encoding is not None:
+        raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
+                                    "text weights are always written as decimal float32")
+    if encoding is None:
+        encoding = io.default_encoding(net, kind, backwards_compatible=backwards_compatible)
+    result, report = (net, None) if transform is None else transform(net, encoding=encoding)
+    data, notes = io.serialize(result, kind, encoding)
+    verification = None
+    if report is not None or check is not None:
+        written = io.parse(data, kind, out)
+        if report is not None:
+            report.notes += notes
+            report.min_version_after = written.min_version
+        if check is not None:
+            verification = check.run(written, net)
+            if on_checked is not None:
+                on_checked(verification)
+            if not verification.passed:
+                err = VerificationFailed(out, f"{check.failure} ({verification.reasons[0]}); nothing written")
+                err.verification = verification
+                err.report = report
+                raise err
+    same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
+    copied = report is not None and not report.changed and same_form
+    data = files.read_file(src) if copied else io.pack(data, out, kind)
+    files.write_atomic(out, data)
+    return Written(out, kind, len(data), copied, notes, report, verification)
+
+
+def save(net: Network, path: str, to: str | None = None, encoding: Encoding | None = None,
+         force: bool = False, inputs: tuple[str, ...] = (), level: int | None = None) -> list[str]:
+    """Write an in-memory `net` to `path` atomically, by the same output rules; returns notes for the user.
+
+    For networks that exist only in memory (generated ones, tests); files go through `write_file`.
+    """
+    files.check_output_path(path, list(inputs), force)
+    kind = io.output_kind(path, to)
+    if encoding is None:
+        encoding = io.default_encoding(net, kind)
+    data, notes = io.serialize(net, kind, encoding)
+    files.write_atomic(path, io.pack(data, path, kind, level))
+    return notes
