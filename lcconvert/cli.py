@@ -5,7 +5,9 @@ Exit codes: 0 success; 1 verification failed (nothing written); 2 bad input or u
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 
 import click
 
@@ -17,14 +19,39 @@ ENCODINGS = click.Choice(["linear16", "float16", "bfloat16", "float32"], case_se
 
 
 class Group(click.Group):
-    """Turns every LcconvertError into one line on stderr and its exit code."""
+    """Turns every LcconvertError into one line on stderr and its exit code.
+
+    NumPy's RuntimeWarnings (overflow in a cast, invalid value in a reduction) are
+    silenced here: every number that matters is checked explicitly — inputs by
+    `verify.require_usable`, outputs by the forward pass and the fold's own
+    measurements — and reported as one line; a warning on stderr would be noise
+    on a run that succeeded and a second, unreadable message on one that failed.
+    """
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return super().invoke(ctx)
         except LcconvertError as e:
             click.echo(f"lcconvert: {e.message}", err=True)
             sys.exit(e.exit_code)
+
+
+def _finite(value):
+    """`value` with every NaN/±inf float replaced by None, so JSON output is always valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(doc, indent=None) -> str:
+    """Strict JSON (no NaN or Infinity tokens, which JSON does not have)."""
+    return json.dumps(_finite(doc), indent=indent, allow_nan=False)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -92,12 +119,12 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
 
         info = summary.describe(io.load(net_path, checkpoint_options=checkpoint_options))
         if as_json:
-            click.echo(json.dumps(info, indent=2))
+            click.echo(_json(info, indent=2))
         else:
             click.echo(summary.render(info))
         return
 
-    from lcconvert import files, stats
+    from lcconvert import files, stats, verify
     from lcconvert.errors import OutputError
 
     if not (betas or gammas or layers):
@@ -131,9 +158,12 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
         doc: dict = {"file": net.source.path}
         for t in tables:
             doc[t.kind] = t.to_dict()
+        problems = verify.usable_problems(net)
+        if problems:  # statistics of non-finite values are null in the JSON; this says why
+            doc["problems"] = problems
         if layers:
             doc["tensors"] = {"tensors": [r.to_dict() for r in tensor_rows], "summary": tensor_summary}
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(_json(doc, indent=2))
     elif csv_path == "-":
         click.echo(stats.to_csv(tables, tensor_rows), nl=False)
     else:
@@ -163,7 +193,7 @@ def diff(a_path, b_path, as_json, checkpoint_options):
     report = diff_mod.compare(io.load(a_path, checkpoint_options=checkpoint_options),
                               io.load(b_path, checkpoint_options=checkpoint_options))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(_json(report.to_dict(), indent=2))
     else:
         click.echo(diff_mod.render(report))
 
@@ -210,14 +240,14 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
             check=None if no_verify else check, epsilon=train_epsilon, checkpoint_options=checkpoint_options)
     except VerificationFailed as e:
         if as_json:
-            click.echo(json.dumps({"written": False, "fold": e.report.to_dict(),
+            click.echo(_json({"written": False, "fold": e.report.to_dict(),
                                    "verification": e.verification.to_dict()}, indent=2), err=to_stderr)
         else:
             click.echo(render(e.report), err=True)
             click.echo(e.verification.render(), err=True)
         raise
     if as_json:
-        click.echo(json.dumps({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)
+        click.echo(_json({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)
         return
     click.echo(render(result.report), err=to_stderr)
     if result.verification is not None:
@@ -246,12 +276,12 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
 
     import numpy as np
 
-    from lcconvert import files, forward, io, positions
+    from lcconvert import files, forward, io, verify
 
     if out_path:
         files.check_output_path(out_path, [net_path, planes_path], force)
-    net = io.load(net_path, checkpoint_options=checkpoint_options)
-    planes = positions.load_planes(planes_path)
+    net = verify.require_usable(io.load(net_path, checkpoint_options=checkpoint_options))
+    planes = io.load_planes(planes_path)
     outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
     if out_path:
         buf = _io.BytesIO()
@@ -259,7 +289,7 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
         files.write_atomic(out_path, buf.getvalue())
         click.echo(f"wrote {out_path} ({outputs.n} positions)", err=True)
     elif as_json:
-        click.echo(json.dumps({"net": net_path, "semantics": semantics, **outputs.to_dict()}))
+        click.echo(_json({"net": net_path, "semantics": semantics, **outputs.to_dict()}))
     else:
         click.echo(outputs.render(net.family))
 
@@ -309,7 +339,7 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
             failures += [f"against {ref_path}: {r}" for r in cmp.reasons]
     result["passed"] = not failures
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(_json(result, indent=2))
     else:
         lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
         lines += [f"  - {p}" for p in problems]

@@ -22,7 +22,7 @@ from lcconvert.constants import (
 _PARAMS = ("ckpt_config", "ckpt_input_format", "ckpt_policy", "ckpt_value", "ckpt_moves_left", "ckpt_swa")
 
 _OPTIONS = (
-    click.option("--config", "ckpt_config", metavar="TRAINING.yaml", type=click.Path(dir_okay=False),
+    click.option("--config", "ckpt_config", metavar="TRAINING.yaml",
                  help="TF checkpoint input: lczero-training's YAML; its `model:` section gives the network "
                       "format."),
     click.option("--input-format", "ckpt_input_format", metavar="NAME|N",

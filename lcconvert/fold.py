@@ -352,24 +352,9 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
     return _Candidate(strategy, new, errors, exact, tuple(changed), negated, zeroed)
 
 
-def _nonfinite_index(t: Tensor) -> int | None:
-    """Index of the first non-finite value, found without decoding a tensor that is still encoded
-    (a fold that leaves the weights alone must not pay for decoding them)."""
-    if t.decoded or t.raw is None:
-        bad = ~np.isfinite(t.values)
-    elif t.encoding is Encoding.LINEAR16:
-        # min + θ·(max − min) is finite for every θ ∈ [0, 1] when min and max are.
-        return None if np.isfinite([t.min_val or 0.0, t.max_val or 0.0]).all() else 0
-    elif t.encoding is Encoding.BFLOAT16:
-        bad = (np.frombuffer(t.raw, "<u2") & 0x7F80) == 0x7F80  # exponent all ones: inf or NaN
-    else:
-        bad = ~np.isfinite(np.frombuffer(t.raw, "<f4" if t.encoding is Encoding.FLOAT32 else "<f2"))
-    return int(np.argmax(bad)) if bad.any() else None
-
-
 def _check_block(path: str, name: str, block: ConvBlock, stats: BlockStats, eps_t: float) -> None:
     for f, t in block.tensors():
-        i = _nonfinite_index(t)
+        _, i = t.nonfinite()
         if i is not None:
             raise NetworkError(path, f"{name}.{f}: non-finite value at index {i}: cannot fold")
     bad = ~(stats.var + eps_t > 0)

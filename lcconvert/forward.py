@@ -37,7 +37,7 @@ from lcconvert.constants import (
     VALUE_WDL,
     Family,
 )
-from lcconvert.errors import FormatError, UnsupportedError
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError
 from lcconvert.network import ConvBlock, Network
 
 SEMANTICS = ("modern", "legacy")
@@ -97,8 +97,20 @@ class Outputs:
 
 
 def evaluate(net: Network, planes, semantics: str = "modern", dtype=np.float32, source: str = "<planes>") -> Outputs:
-    """Evaluate `net` on a batch of input planes (see `Model`); `source` names the planes in errors."""
-    return Model(net, semantics, dtype)(planes, source=source)
+    """Evaluate `net` on a batch of input planes (see `Model`); `source` names the planes in errors.
+
+    Outputs that are not finite (finite weights large enough to overflow the
+    arithmetic) are refused with NetworkError rather than returned: a NaN is not
+    an evaluation.
+    """
+    outputs = Model(net, semantics, dtype)(planes, source=source)
+    for name, arr in outputs.arrays().items():
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            position = int(np.argwhere(bad)[0][0])
+            raise NetworkError(net.source.path, f"the forward pass overflows: {name} is not finite for input "
+                                                f"{position} ({semantics} semantics, {np.dtype(dtype).name})")
+    return outputs
 
 
 def supported_problem(net: Network) -> str | None:

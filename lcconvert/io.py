@@ -46,6 +46,13 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
     return net
 
 
+def load_planes(path: str):
+    """Input planes from a `.npy` file or an `.npz` file's `planes` array ('-' = standard input)."""
+    from lcconvert.formats import planes
+
+    return planes.read(files.read_file(path, what="a planes file (.npy or .npz)"), path)
+
+
 def output_kind(path: str, to: str | None) -> str:
     if to:
         return {"pb": PB, "txt": TEXT, "text": TEXT}[to]
@@ -91,8 +98,11 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
         if net.family is Family.GO:
             notes.append("a Go network in an Lc0 protobuf is a container only lcconvert reads; no engine runs it "
                          "(write .txt or .txt.gz for Leela Zero)")
-        if net.pb_template is None and net.weights_encoding is None:
-            # lc0 before v0.33 refuses a file whose Format.weights_encoding is not LINEAR16.
+        if net.weights_encoding in (None, 0):
+            # lc0 before v0.33 refuses a file whose Format.weights_encoding is not LINEAR16 (absent
+            # is UNKNOWN); every later one accepts it beside per-layer encodings.
+            if net.pb_template is not None:
+                notes.append("format.weights_encoding was absent: written as LINEAR16, which every lc0 reads")
             net.weights_encoding = LINEAR16_FORMAT
         return lc0_proto.write(net), notes
     if encoding is not None:

@@ -10,15 +10,19 @@ once here, they cannot drift apart between commands.
 The stages, in order:
   1. refuse an unusable OUT before any work (`files.check_output_path`);
   2. read IN by content (`io.load`), optionally with the ε its statistics were
-     trained with;
+     trained with, and refuse a network unfit to write from (`verify.require_usable`:
+     NaN/Inf, σ²+ε ≤ 0, impossible LINEAR16 ranges, unknown or inconsistent format
+     enums) — exit 2 naming the first bad layer;
   3. choose the output format (OUT's name or `to`) and encoding (`io.default_encoding`
      unless the user named one);
   4. apply the transform, a pure `Network → Network` map that receives the output
      encoding (a fold encodes the fields it computes in it);
   5. serialize, and re-read the very bytes about to be written — so a check sees
      what an engine will see, text formatting and LINEAR16 rounding included;
-  6. run the check (written network against the input network); a failure raises
-     `VerificationFailed` (exit 1) carrying both reports, and nothing is written;
+  6. refuse an output that `verify` would reject (every reason an engine would
+     refuse or misread the file), then run the check (written network against the
+     input network); a failure raises `VerificationFailed` (exit 1) carrying both
+     reports, and nothing is written;
   7. compress (gzip level by format) or, when the transform changed nothing and
      OUT has IN's form, copy IN's bytes; write atomically.
 
@@ -30,9 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from lcconvert import files, io
+from lcconvert import files, io, verify
 from lcconvert.codecs import Encoding
-from lcconvert.errors import UnsupportedError, VerificationFailed
+from lcconvert.errors import NetworkError, UnsupportedError, VerificationFailed
 from lcconvert.network import Network
 
 
@@ -98,7 +102,7 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     it passed or not (the CLI prints it).
     """
     files.check_output_path(out, [src], force)
-    net = read(src, epsilon=epsilon, checkpoint_options=checkpoint_options)
+    net = verify.require_usable(read(src, epsilon=epsilon, checkpoint_options=checkpoint_options))
     kind = io.output_kind(out, to)
     if kind == io.TEXT and encoding is not None:
         raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
@@ -108,8 +112,12 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
     data, notes = io.serialize(result, kind, encoding)
     verification = None
+    written = io.parse(data, kind, out)
+    problems = verify.check(written)
+    if problems:
+        raise NetworkError(src, f"the output would carry a problem that engines refuse or misread: {problems[0]}; "
+                                "nothing written")
     if report is not None or check is not None:
-        written = io.parse(data, kind, out)
         if report is not None:
             report.notes += notes
             report.min_version_after = written.min_version

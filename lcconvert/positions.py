@@ -138,30 +138,3 @@ def _go_position(rng: np.random.Generator, size: int) -> np.ndarray:
         planes[8 + t, theirs] = 1.0
     planes[16 if black_to_move else 17] = 1.0
     return planes
-
-
-def load_planes(path: str) -> np.ndarray:
-    """Input planes from a `.npy` file or an `.npz` file's `planes` array; FormatError naming the file."""
-    import io
-    import zipfile
-
-    from lcconvert.errors import FormatError
-    from lcconvert.files import read_file
-
-    raw = read_file(path)  # '-' = standard input; one-line errors for missing files, folders...
-    try:
-        data = np.load(io.BytesIO(raw), allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise FormatError(path, f"not a NumPy .npy/.npz file ({e})") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if "planes" not in data.files:
-                raise FormatError(path, f"no 'planes' array in the .npz (it has: {', '.join(data.files) or 'nothing'})")
-            try:
-                data = data["planes"]
-            except ValueError as e:
-                raise FormatError(path, f"cannot read its 'planes' array ({e})") from None
-    if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
-            or data.dtype == np.bool_):
-        raise FormatError(path, f"planes must be real numbers, not {data.dtype}")
-    return data

@@ -133,16 +133,16 @@ def value_problems(net: Network, epsilon: float = 1e-5) -> list[str]:
         # A one-value layer stores min = 0, max = x (FORMATS.md §1), so min > max is valid there.
         if t.min_val is not None and t.max_val is not None and t.min_val > t.max_val and t.size > 1:
             problems.append(f"{name}: LINEAR16 min {t.min_val:g} is above max {t.max_val:g}")
-        v = t.values
-        bad = ~np.isfinite(v)
-        if bad.any():
-            problems.append(f"{name}: {int(bad.sum())} non-finite value(s), first at index {int(np.argmax(bad))}")
+        count, first = t.nonfinite()
+        if count:
+            more = f" ({count} in all)" if count > 1 else ""
+            problems.append(f"{name}: non-finite value at index {first}{more}")
     for name, block in net.bn_blocks():
         if block.variances is not None:
             var = block.variances.values.astype(np.float64)
             bad = ~(var + epsilon > 0)
             if bad.any():
                 i = int(np.argmax(bad))
-                problems.append(f"{name}.variances: σ²+ε ≤ 0 in {int(bad.sum())} channel(s) "
-                                f"(channel {i}: σ² = {var[i]:g})")
+                more = f", {int(bad.sum())} channels in all" if bad.sum() > 1 else ""
+                problems.append(f"{name}.variances: σ²+ε ≤ 0 in channel {i} (σ² = {var[i]:g}, ε = {epsilon:g}{more})")
     return problems

@@ -76,6 +76,23 @@ class Tensor:
             self._values = v
         return self._values
 
+    def nonfinite(self) -> tuple[int, int | None]:
+        """(how many values are NaN or ±inf, index of the first), read from the stored bytes when the
+        tensor is still encoded: checking a whole network must not pay for decoding it."""
+        if self.decoded or self.raw is None:
+            bad = ~np.isfinite(self.values)
+        elif self.encoding is Encoding.LINEAR16:
+            # min·(1 − θ) + max·θ is finite for every θ ∈ [0, 1] when min and max are.
+            finite = np.isfinite([self.min_val or 0.0, self.max_val or 0.0]).all()
+            return (0, None) if finite else (self.size, 0)
+        elif self.encoding is Encoding.FLOAT32:
+            bad = ~np.isfinite(np.frombuffer(self.raw, "<f4"))
+        else:  # FLOAT16 and BFLOAT16: the exponent bits all ones mean inf or NaN
+            mask = 0x7C00 if self.encoding is Encoding.FLOAT16 else 0x7F80
+            bad = (np.frombuffer(self.raw, "<u2") & mask) == mask
+        count = int(np.count_nonzero(bad))
+        return count, (int(np.argmax(bad)) if count else None)
+
     def array(self, shape) -> np.ndarray:
         return self.values.reshape(shape)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lcconvert import codecs, versions
+from lcconvert import codecs, shapes, versions
 from lcconvert.codecs import Encoding
 from lcconvert.constants import (
     ACTIVATION_MISH,
@@ -30,12 +30,15 @@ from lcconvert.constants import (
     NETWORK_CLASSICAL_WITH_HEADFORMAT,
     NETWORK_SE,
     NETWORK_SE_WITH_HEADFORMAT,
+    OUTPUT_CLASSICAL,
+    OUTPUT_WDL,
     POLICY_CLASSICAL,
     POLICY_CONVOLUTION,
     VALUE_CLASSICAL,
     VALUE_WDL,
     Family,
 )
+from lcconvert.errors import NetworkError
 from lcconvert.network import Network
 from lcconvert.tensor import Tensor
 
@@ -65,13 +68,30 @@ HEAD_LABELS = {"policy": "policy (probabilities)", "value": "value (Q or tanh)",
 # -- structure and numerics ----------------------------------------------------
 
 def check(net: Network) -> list[str]:
-    """Every structural, numeric and format-enum problem of `net`, each naming its block."""
-    from lcconvert.shapes import structure_problems, value_problems
+    """Every structural, numeric, format-enum and header problem of `net`, each naming its block."""
+    return usable_problems(net) + header_problems(net)
 
-    problems = list(structure_problems(net))
-    problems += value_problems(net, epsilon=net.epsilon)
-    problems += format_problems(net)
-    return problems
+
+def usable_problems(net: Network) -> list[str]:
+    """What makes `net` unfit to evaluate or to write from: shapes, values (NaN/Inf, σ²+ε ≤ 0, LINEAR16
+    min > max), format enums that are unknown or disagree with the weights.
+
+    The one policy of every command that writes or evaluates (`require_usable`):
+    such a network is refused, because any output computed from it would be a
+    silently broken network or a meaningless number. The header fields that every
+    writer settles (`header_problems`) are not among these.
+    """
+    return list(shapes.structure_problems(net)) + shapes.value_problems(net, epsilon=net.epsilon) \
+        + format_problems(net)
+
+
+def require_usable(net: Network) -> Network:
+    """Raise NetworkError naming the file and the first `usable_problems` entry; return `net`."""
+    problems = usable_problems(net)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise NetworkError(net.source.path, problems[0] + more)
+    return net
 
 
 def format_problems(net: Network) -> list[str]:
@@ -100,11 +120,23 @@ def format_problems(net: Network) -> list[str]:
             problems.append("moves_left: weights present but the format declares no moves-left head")
         if f.activation not in (ACTIVATION_RELU, ACTIVATION_MISH):
             problems.append(f"format.default_activation: unknown activation {f.activation}")
-    below_033 = net.min_version is None or net.min_version < versions.LAYER_ENCODINGS
+        if f.output not in (None, OUTPUT_CLASSICAL, OUTPUT_WDL):
+            problems.append(f"format.output: unknown output format {f.output}")
+        if f.network_kind not in (NETWORK_CLASSICAL, NETWORK_SE, NETWORK_CLASSICAL_WITH_HEADFORMAT,
+                                  NETWORK_SE_WITH_HEADFORMAT):
+            problems.append(f"format.network: network format {f.network_kind} is not a convolutional network")
     if net.weights_encoding not in (None, 0, 1):
         problems.append(f"format.weights_encoding: {net.weights_encoding} is not LINEAR16; lc0 rejects it unless "
                         "min_version ≥ 0.33")
-    elif net.source.kind == "pb" and net.weights_encoding in (None, 0) and below_033:
+    return problems
+
+
+def header_problems(net: Network) -> list[str]:
+    """Header fields that make engines refuse a file and that every writer settles (min_version,
+    an absent Format.weights_encoding): a problem of a file, not of the network in it."""
+    problems: list[str] = []
+    below_033 = net.min_version is None or net.min_version < versions.LAYER_ENCODINGS
+    if net.source.kind == "pb" and net.weights_encoding in (None, 0) and below_033:
         problems.append("format.weights_encoding: absent or UNKNOWN, not LINEAR16; lc0 before v0.33 refuses the "
                         "file (\"unsupported encoding\")")
     if net.min_version is not None and net.source.kind == "pb":

@@ -5,6 +5,7 @@ accepted whatever the file is called (FORMATS.md §10).
 """
 from __future__ import annotations
 
+import os
 import zlib
 
 from lcconvert.errors import FormatError
@@ -16,6 +17,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 # own default, 6.
 DEFAULT_LEVEL = 9
 TEXT_LEVEL = 6
+MAX_INFLATE_ENV = "LCCONVERT_MAX_INFLATE"
+DEFAULT_MAX_INFLATE = 4 << 30
+CHUNK = 4 << 20  # inflate 4 MiB at a time: few Python steps, small overshoot past the cap
 
 
 def level_for(kind: str) -> int:
@@ -26,22 +30,64 @@ def is_gzip(data: bytes) -> bool:
     return data[:2] == GZIP_MAGIC
 
 
-def gunzip(data: bytes, path: str) -> bytes:
-    """Decompress every gzip member; truncated or corrupt streams are errors."""
-    out = []
+def max_inflated() -> int:
+    """The most bytes a gzip stream may inflate to: LCCONVERT_MAX_INFLATE (bytes, or with K/M/G/T) or 4 GiB.
+
+    Why a cap: a few kilobytes of deflate can claim 10 GiB of zeros, and inflating
+    that whole would exhaust memory before any check could run. Why 4 GiB: the
+    largest real network (40 blocks × 512 filters, 196 M parameters) is ~0.4 GB as
+    LINEAR16 protobuf and ~2.1 GB as text weights; the cap sits above both.
+    """
+    text = os.environ.get(MAX_INFLATE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_INFLATE
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = text.rstrip("KMGTkmgtiIbB"), text[len(text.rstrip("KMGTkmgtiIbB")):].upper()
+    unit = unit.replace("IB", "").replace("B", "")
+    try:
+        value = int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise FormatError(None, f"{MAX_INFLATE_ENV}={text!r}: expected a number of bytes such as 8G") from None
+    if value <= 0:
+        raise FormatError(None, f"{MAX_INFLATE_ENV}={text!r}: must be positive")
+    return value
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
+
+
+def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
+    """Decompress every gzip member, in bounded pieces; truncated, corrupt or oversized streams are errors.
+
+    Output grows CHUNK at a time and stops with an error as soon as it passes
+    `limit` (default `max_inflated()`), so memory never grows much past the cap.
+    """
+    limit = max_inflated() if limit is None else limit
+    out = bytearray()
     rest = data
     try:
         while rest:
             d = zlib.decompressobj(wbits=31)
-            out.append(d.decompress(rest))
-            if not d.eof:
-                raise FormatError(path, "truncated gzip stream")
+            pending = rest
+            while not d.eof:
+                piece = d.decompress(pending, CHUNK)
+                out += piece
+                if len(out) > limit:
+                    raise FormatError(path, f"gzip stream inflates to more than {_size(limit)}, the limit for one "
+                                            f"file (set {MAX_INFLATE_ENV}, e.g. 8G, to raise it)")
+                pending = d.unconsumed_tail
+                if not d.eof and not pending and not piece:
+                    raise FormatError(path, "truncated gzip stream")
             rest = d.unused_data
             if rest and not is_gzip(rest):
                 raise FormatError(path, "trailing garbage after the gzip stream")
     except zlib.error as e:
         raise FormatError(path, f"corrupt gzip stream ({e})") from None
-    return b"".join(out)
+    return bytes(out)
 
 
 def gzip_bytes(data: bytes, level: int = DEFAULT_LEVEL) -> bytes:

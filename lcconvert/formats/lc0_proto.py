@@ -71,6 +71,80 @@ def _unknown_encoding(layer) -> int | None:
     return None
 
 
+# Net's singular top-level fields (FORMATS.md §1): magic, license, min_version, format, training_params,
+# weights, onnx_model. A payload that carries one twice is two messages run together.
+SINGULAR_NET_FIELDS = {1: "magic", 2: "license", 3: "min_version", 4: "format", 5: "training_params",
+                       10: "weights", 11: "onnx_model"}
+# Field numbers of the enums whose unknown values protobuf would hide (closed proto2 enums).
+NETWORK_FORMAT_ENUMS = {1: "input", 2: "output", 3: "network", 4: "policy", 5: "value", 6: "moves_left",
+                        7: "default_activation"}
+WEIGHTS_ENCODING_FIELD = 1  # Format.weights_encoding
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def repeated_singular_field(data: bytes) -> str | None:
+    """The name of a singular top-level field that `data` sets twice, or None.
+
+    Why: protobuf merges a repeated singular message field, so `cat a.pb a.pb`
+    parses as one network with every repeated field doubled (twice the residual
+    blocks) instead of failing. Only the top level is walked, which is a few
+    dozen tags for any network. A malformed wire format returns None here and is
+    left to the parser's own error.
+    """
+    seen: set[int] = set()
+    pos = 0
+    try:
+        while pos < len(data):
+            key, pos = _varint(data, pos)
+            number, wire = key >> 3, key & 7
+            if number in SINGULAR_NET_FIELDS:
+                if number in seen:
+                    return SINGULAR_NET_FIELDS[number]
+                seen.add(number)
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                pos += length
+            elif wire == 5:
+                pos += 4
+            else:
+                return None
+    except ValueError:
+        return None
+    return None
+
+
+def _unknown_enums(msg, numbers: dict[int, str]) -> dict[str, int]:
+    """Enum fields whose value this closed proto2 schema does not know, by name: protobuf keeps such a
+    value as an unknown field and reports the field as absent (or as its default), hiding it."""
+    return {numbers[f.field_number]: f.data for f in unknown_fields.UnknownFieldSet(msg)
+            if f.field_number in numbers and isinstance(f.data, int)}
+
+
+def license_text(msg) -> str | None:
+    """The license as text; a license that is not valid UTF-8 shows its bad bytes as U+FFFD (the
+    writer keeps the stored bytes unless the text is changed)."""
+    if not msg.HasField("license"):
+        return None
+    value = msg.license
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def _tensor(layer, where: str, path: str) -> Tensor:
     encoding_value = layer.encoding if layer.HasField("encoding") else _unknown_encoding(layer) or 0
     try:
@@ -123,6 +197,10 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
         raise FormatError(path, "empty file")
     if not looks_like_lc0(data):
         raise FormatError(path, f"not an Lc0 network: it starts with {data[:5].hex(' ')}, expected 0d c0 01 00 00 (magic 0x1c0)")
+    twice = repeated_singular_field(data)
+    if twice is not None:
+        raise FormatError(path, f"the payload sets `{twice}` twice: two networks run together (concatenated "
+                                "files?), which protobuf would silently merge into one")
     msg = net_pb2.Net()
     try:
         msg.ParseFromString(data)
@@ -133,12 +211,17 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
 
     nf = msg.format.network_format
     fmt = NetFormat(**{f: (getattr(nf, f) if nf.HasField(f) else None) for f in NetFormat.FIELDS})
+    for name, value in _unknown_enums(nf, NETWORK_FORMAT_ENUMS).items():
+        setattr(fmt, name, value)  # shown as a number, refused where it matters
+    weights_encoding = msg.format.weights_encoding if msg.format.HasField("weights_encoding") else None
+    weights_encoding = _unknown_enums(msg.format, {WEIGHTS_ENCODING_FIELD: "weights_encoding"}).get(
+        "weights_encoding", weights_encoding)
     net = Network(
         format=fmt,
         min_version=(msg.min_version.major, msg.min_version.minor, msg.min_version.patch)
         if msg.HasField("min_version") else None,
-        weights_encoding=msg.format.weights_encoding if msg.format.HasField("weights_encoding") else None,
-        license=msg.license if msg.HasField("license") else None,
+        weights_encoding=weights_encoding,
+        license=license_text(msg),
         source=Source(path=path, kind="pb"),
         pb_template=msg,
     )
@@ -231,7 +314,7 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
     msg.magic = MAGIC
     if net.license is None:
         msg.ClearField("license")
-    else:
+    elif net.license != license_text(msg):  # an unchanged license keeps its stored bytes
         msg.license = net.license
     if net.min_version is None:
         msg.ClearField("min_version")
@@ -239,14 +322,16 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
         msg.min_version.major, msg.min_version.minor, msg.min_version.patch = net.min_version
     if net.weights_encoding is None:
         msg.format.ClearField("weights_encoding")
-    else:
+    elif _unknown_enums(msg.format, {WEIGHTS_ENCODING_FIELD: "weights_encoding"}).get(
+            "weights_encoding") != net.weights_encoding:
         msg.format.weights_encoding = net.weights_encoding
     nf = msg.format.network_format
+    hidden = _unknown_enums(nf, NETWORK_FORMAT_ENUMS)
     for f in NetFormat.FIELDS:
         value = getattr(net.format, f)
         if value is None:
             nf.ClearField(f)
-        else:
+        elif hidden.get(f) != value:  # an unknown value stays as the template stores it
             setattr(nf, f, value)
     if not msg.format.network_format.ListFields():
         msg.format.ClearField("network_format")

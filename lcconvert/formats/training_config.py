@@ -12,6 +12,7 @@ pyyaml belongs to the `tf` extra; it is imported only when a YAML file is read.
 from __future__ import annotations
 
 import os
+import reprlib
 from dataclasses import dataclass, fields
 
 from lcconvert.constants import (
@@ -24,6 +25,10 @@ from lcconvert.constants import (
 from lcconvert.errors import DependencyError, FormatError, UnsupportedError
 
 INSTALL_HINT = "pip install 'lcconvert[tf]'"
+# Limits of a training YAML (see _parse_yaml): real ones are ~2 KB, 3 levels deep, without aliases.
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 64
 
 
 @dataclass
@@ -50,7 +55,7 @@ class ModelConfig:
 def _choice(value, table: dict[str, int], what: str, source: str | None, numbers: bool = False) -> int:
     """A format given by lczero-training's name (or, where `numbers`, by its protobuf number)."""
     if isinstance(value, bool):
-        raise FormatError(source, f"{what}: {value!r} is not one of {', '.join(table)}")
+        raise FormatError(source, f"{what}: {_short(value)} is not one of {', '.join(table)}")
     if isinstance(value, int) and numbers and value in table.values():
         return value
     text = str(value).strip().lower()
@@ -62,7 +67,7 @@ def _choice(value, table: dict[str, int], what: str, source: str | None, numbers
         raise UnsupportedError(source, "attention policy: only convolutional (batch-norm) networks are read "
                                        "from checkpoints")
     choices = ", ".join(table) + (" or " + ", ".join(str(v) for v in sorted(set(table.values()))) if numbers else "")
-    raise FormatError(source, f"{what}: unknown value {value!r} (expected {choices})")
+    raise FormatError(source, f"{what}: unknown value {_short(value)} (expected {choices})")
 
 
 def parse_input_format(value, source: str | None = None) -> int:
@@ -81,13 +86,65 @@ def parse_moves_left(value, source: str | None = None) -> int:
     return _choice(value, TRAINING_MOVES_LEFT_FORMATS, "moves-left", source, numbers=True)
 
 
-def _positive_int(model: dict, key: str, source: str) -> int | None:
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 40, 40
+
+
+def _short(value) -> str:
+    """A value as it may appear in a one-line message (a YAML value can be a huge nested structure)."""
+    text = _REPR.repr(value)  # bounded: never walks all of a shared (aliased) structure
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _whole_number(model: dict, key: str, source: str, minimum: int = 0) -> int | None:
     value = model.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FormatError(source, f"model.{key}: {value!r} is not a non-negative whole number")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "positive" if minimum == 1 else "non-negative"
+        raise FormatError(source, f"model.{key}: {_short(value)} is not a {kind} whole number")
     return value
+
+
+def _parse_yaml(raw: bytes, path: str):
+    """The YAML document in `raw`, with every failure one short line.
+
+    Why the checks before PyYAML builds anything: its composer recurses once per
+    nesting level (deep nesting ends in RecursionError), and its errors span
+    several lines and quote the input. A training YAML is a few kilobytes, two or
+    three levels deep, with no anchors needed; the limits below leave it room.
+    """
+    import yaml
+
+    if len(raw) > MAX_YAML_BYTES:
+        raise FormatError(path, f"{len(raw):,} bytes is too large for a training YAML (limit {MAX_YAML_BYTES:,})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(path, f"not UTF-8 text (byte {e.start})") from None
+    bad = next((i for i, ch in enumerate(text) if ord(ch) < 32 and ch not in "\t\n\r"), None)
+    if bad is not None:
+        line = text.count("\n", 0, bad) + 1
+        raise FormatError(path, f"control character {ord(text[bad]):#04x} at line {line}: not a YAML text file")
+    try:
+        depth = aliases = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise FormatError(path, f"nested deeper than {MAX_YAML_DEPTH} levels: not a training YAML")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise FormatError(path, f"more than {MAX_YAML_ALIASES} YAML aliases: not a training YAML")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())[:120]
+        raise FormatError(path, f"not valid YAML{where}: {problem}") from None
 
 
 def load(path: str) -> ModelConfig:
@@ -99,29 +156,23 @@ def load(path: str) -> ModelConfig:
     Head formats left out stay None: the reader infers them from the weights.
     """
     try:
-        import yaml
+        import yaml  # noqa: F401  (the dependency check; _parse_yaml uses it)
     except ImportError:
         raise DependencyError(path, f"reading a training YAML needs pyyaml: {INSTALL_HINT}") from None
     from lcconvert.files import read_file
 
-    raw = read_file(path, what="a training YAML file")
-    try:
-        document = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise FormatError(path, f"not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     path = os.fspath(path)
+    document = _parse_yaml(read_file(path, what="a training YAML file"), path)
     if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
         raise FormatError(path, "no `model:` section (expected lczero-training's training YAML)")
     model = document["model"]
-    if _positive_int(model, "encoder_layers", path):
+    if _whole_number(model, "encoder_layers", path):
         raise UnsupportedError(path, "model.encoder_layers: attention-body networks are not batch-norm networks "
                                      "and are not read from checkpoints")
     config = ModelConfig(
-        filters=_positive_int(model, "filters", path),
-        residual_blocks=_positive_int(model, "residual_blocks", path),
-        se_ratio=_positive_int(model, "se_ratio", path),
+        filters=_whole_number(model, "filters", path, minimum=1),
+        residual_blocks=_whole_number(model, "residual_blocks", path),
+        se_ratio=_whole_number(model, "se_ratio", path, minimum=1),
         input=parse_input_format(model.get("input_type", "classic"), path),
         default_activation=_choice(model.get("default_activation", "relu"), TRAINING_ACTIVATIONS, "model.default_activation",
                                    path),
