@@ -231,35 +231,109 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
 
 @main.command("eval")
 @click.argument("net_path", metavar="NET")
-@click.option("--planes", "planes_path", required=True, metavar="IN.npy|IN.npz",
+@click.option("--planes", "planes_path", metavar="IN.npy|IN.npz",
               help="Input planes: [N,112,8,8] or [N,112,64] (chess), [N,18,361] or [N,18,19,19] (Go); "
                    "an .npz is read from its 'planes' array.")
+@click.option("--fen", help="Chess: a position (FEN); --moves are played from it.")
+@click.option("--moves", "move_text", metavar="MOVES",
+              help='Chess: UCI moves from --fen (or the start), "e2e4 e7e5". Go: "B Q16 W D4 B pass".')
+@click.option("--pgn", "pgn_path", metavar="FILE.pgn", help="Chess: positions of the games in a PGN file.")
+@click.option("--game", type=click.IntRange(min=1), help="With --pgn: only game N (from 1).")
+@click.option("--ply", type=click.IntRange(min=0), help="With --pgn: only the position after K plies "
+                                                        "(default: every position).")
+@click.option("--epd", "epd_path", metavar="FILE.epd", help="Chess: one position per line (EPD or FEN).")
+@click.option("--sgf", "sgf_path", metavar="FILE.sgf", help="Go: a game record; its main line is played.")
+@click.option("--move", "sgf_move", type=click.IntRange(min=0), help="With --sgf: the position after K moves "
+                                                                      "(default: the last).")
+@click.option("--history-fill", type=click.Choice(["fen_only", "always", "no"]), default="fen_only",
+              show_default=True, help="Chess: how lc0 fills history before the first position.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Moves shown per position.")
+@click.option("--policy-temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Chess: softmax temperature over the legal moves' logits.")
+@click.option("--chess960", is_flag=True, help="Name castling king-takes-rook (e1h1) as Chess960 UCI does.")
 @click.option("--out", "out_path", metavar="OUT.npz", help="Write every output array to OUT.npz.")
 @click.option("--semantics", type=click.Choice(["modern", "legacy"]), default="modern", show_default=True,
               help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
-@click.option("--json", "as_json", is_flag=True, help="Print the output arrays as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @checkpoint_options
-def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint_options):
-    """Evaluate the network NET on input planes: policy, value, WDL, moves left (Go: winrate)."""
+def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, sgf_path, sgf_move, history_fill,
+          top, policy_temperature, chess960, out_path, semantics, as_json, force, checkpoint_options):
+    """Evaluate the network NET on positions or input planes.
+
+    Positions (chess: --fen/--moves, --pgn, --epd; Go: --moves, --sgf) are encoded as the engine does and
+    shown as the top legal moves with their probabilities, Q/WDL/moves-left (Go: winrate).
+    --planes evaluates raw input planes: policy, value, WDL, moves left (Go: winrate).
+    """
     import io as _io
 
     import numpy as np
 
-    from lcconvert import files, forward, io, positions
+    from lcconvert import files, io
+    from lcconvert.constants import Family
+    from lcconvert.errors import FormatError
 
+    sources = [name for name, given in (("--planes", planes_path), ("--fen", fen), ("--pgn", pgn_path),
+                                        ("--epd", epd_path), ("--sgf", sgf_path)) if given]
+    if len(sources) > 1 or (move_text is not None and sources and sources != ["--fen"]):
+        raise click.UsageError(f"give one input: {', '.join(sources + (['--moves'] if move_text else []))} "
+                               "cannot be combined (only --fen with --moves)")
+    if not sources and move_text is None:
+        raise click.UsageError("give positions (--fen, --moves, --pgn, --epd, --sgf) or --planes")
+    for option, value, needs in (("--game", game, pgn_path), ("--ply", ply, pgn_path), ("--move", sgf_move, sgf_path)):
+        if value is not None and not needs:
+            raise click.UsageError(f"{option} goes with {'--sgf' if option == '--move' else '--pgn'}")
+    inputs = [p for p in (planes_path, pgn_path, epd_path, sgf_path) if p]
     if out_path:
-        files.check_output_path(out_path, [net_path, planes_path], force)
+        files.check_output_path(out_path, [net_path, *inputs], force)
     net = io.load(net_path, checkpoint_options=checkpoint_options)
-    planes = positions.load_planes(planes_path)
-    outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+
+    if planes_path:
+        from lcconvert import forward, positions
+
+        planes = positions.load_planes(planes_path)
+        outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+        arrays, payload, text = outputs.arrays(), {"semantics": semantics, **outputs.to_dict()}, None
+    else:
+        from lcconvert import analysis
+        from lcconvert.position_files import ChessPosition, epd_positions, pgn_positions
+
+        go_input = sgf_path is not None or (net.family is Family.GO and move_text is not None and not fen)
+        if go_input:
+            from lcconvert.go_board import parse_move_list
+
+            if sgf_path:
+                label, moves, _size = analysis.sgf_moves(sgf_path, sgf_move)
+            else:
+                try:
+                    moves = parse_move_list(move_text)
+                except ValueError as e:
+                    raise FormatError("--moves", str(e)) from None
+                label = "--moves"
+            result = analysis.analyse_go(net, net_path, [(label, moves)], top=top, semantics=semantics)
+        else:
+            if pgn_path:
+                chess_positions = pgn_positions(pgn_path, game, ply)
+            elif epd_path:
+                chess_positions = epd_positions(epd_path)
+            else:
+                import chess
+
+                label = "--fen" if fen else "--moves"
+                chess_positions = [ChessPosition(label, fen or chess.STARTING_FEN, tuple((move_text or "").split()))]
+            result = analysis.analyse_chess(net, net_path, chess_positions, fill=history_fill, top=top,
+                                            temperature=policy_temperature, chess960=chess960,
+                                            semantics=semantics)
+        arrays, payload, text = result.arrays, result.to_dict(), result.render()
     if out_path:
         buf = _io.BytesIO()
-        np.savez(buf, **outputs.arrays())
+        np.savez(buf, **arrays)
         files.write_atomic(out_path, buf.getvalue())
-        click.echo(f"wrote {out_path} ({outputs.n} positions)", err=True)
+        click.echo(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
     elif as_json:
-        click.echo(json.dumps({"net": net_path, "semantics": semantics, **outputs.to_dict()}))
+        click.echo(json.dumps({"net": net_path, **payload}))
+    elif text is not None:
+        click.echo(text)
     else:
         click.echo(outputs.render(net.family))
 
