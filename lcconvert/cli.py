@@ -344,19 +344,22 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
               help="Compare with REF (any readable network), evaluated with modern semantics.")
 @click.option("--legacy", is_flag=True,
               help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
-@click.option("--positions", "n_positions", type=click.IntRange(1, 4096), default=32, show_default=True,
-              help="Number of seeded positions.")
+@click.option("--positions", "positions_spec", default="32", show_default=True, metavar="N|FILE",
+              help="N seeded positions (half generated, half from real games), or every position of "
+                   "FILE.pgn / FILE.epd (chess), FILE.sgf (Go) or an lc0 training .gz.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
 @checkpoint_options
-def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_options):
+def verify_(net_path, ref_path, legacy, positions_spec, seed, as_json, checkpoint_options):
     """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
 
     Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
     """
-    from lcconvert import io, verify
+    from lcconvert import io, position_sets, verify
     from lcconvert.errors import NetworkError, VerificationFailed
 
+    if positions_spec.isdigit() and not 1 <= int(positions_spec) <= 4096:
+        raise click.BadParameter("a number of positions must be 1 to 4096", param_hint="--positions")
     net = io.load(net_path, strict=False, checkpoint_options=checkpoint_options)
     problems = verify.check(net)
     result = {"net": net_path, "structure": {"passed": not problems, "problems": problems},
@@ -364,7 +367,13 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
     failures = [f"structure: {p}" for p in problems]
     reports = []
     if not problems:
-        bc = verify.backwards_compatible(net, n_positions, seed)
+        if positions_spec.isdigit():
+            planes, described = position_sets.default_planes(net, int(positions_spec), seed)
+        else:
+            planes, described = position_sets.file_planes(net, positions_spec)
+        n_positions = len(planes)
+        result["positions"] = described
+        bc = verify.backwards_compatible(net, n_positions, seed, planes=planes)
         result["backwards_compatible"] = bc.to_dict()
         reports.append(bc)
         if legacy and not bc.passed:
@@ -377,7 +386,7 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
             if ref.family is not net.family:
                 raise NetworkError(ref_path, f"a {ref.family.value} network cannot be compared with "
                                              f"{net_path}, a {net.family.value} network")
-            cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed)
+            cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed, planes=planes)
             result["against"] = cmp.to_dict()
             reports.append(cmp)
             failures += [f"against {ref_path}: {r}" for r in cmp.reasons]
@@ -386,6 +395,8 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
         click.echo(json.dumps(result, indent=2))
     else:
         lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
+        if "positions" in result:
+            lines.append(f"positions: {result['positions']}")
         lines += [f"  - {p}" for p in problems]
         lines += [r.render() for r in reports]
         click.echo("\n".join(lines))
