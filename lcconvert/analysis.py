@@ -84,6 +84,8 @@ class Analysis:
             if r.moves_left is not None:
                 head += f"  moves-left {r.moves_left:.1f}"
             lines.append(head + f"  ({r.legal_moves} legal moves)")
+            if not r.top:
+                continue
             lines.append(f"    {'move':<6}{'p':>8}{'logit':>10}")
             lines += [f"    {m.move:<6}{m.probability:8.4f}{m.logit:10.4f}" for m in r.top]
         return "\n".join(lines)
@@ -101,13 +103,13 @@ def _check_family(net: Network, net_path: str, family: Family, what: str) -> Non
         raise FormatError(net_path, f"{what} is a {family.value} position, but this is a {net.family.value} network")
 
 
-def chess_inputs(positions: list[ChessPosition], input_format: int, fill: str
+def chess_inputs(positions: list[ChessPosition], input_format: int, fill: str, chess960: bool = False
                  ) -> tuple[np.ndarray, list[encoder.History], list[int]]:
     """Planes [N,112,64], histories and transforms; FormatError naming the position for bad input."""
     planes, histories, transforms = [], [], []
     for pos in positions:
         try:
-            history = encoder.build_history(pos.fen, pos.moves)
+            history = encoder.build_history(pos.fen, pos.moves, chess960)
             p, t = encoder.encode(history, input_format, fill)
         except encoder.IllegalMove as e:
             if e.index == 1 and pos.moves[0].lower() in ("b", "w", "black", "white"):
@@ -129,7 +131,7 @@ def analyse_chess(net: Network, net_path: str, positions: list[ChessPosition], f
     input_format = net.format.input or 1
     if input_format not in encoder.INPUT_FORMATS:
         raise UnsupportedError(net_path, f"input format {input_format}: lc0 has no encoder for it")
-    planes, histories, transforms = chess_inputs(positions, input_format, fill)
+    planes, histories, transforms = chess_inputs(positions, input_format, fill, chess960)
     out = forward.evaluate(net, planes, semantics=semantics, source=net_path)
     results = []
     for i, (pos, history, transform) in enumerate(zip(positions, histories, transforms)):
@@ -143,7 +145,7 @@ def analyse_chess(net: Network, net_path: str, positions: list[ChessPosition], f
             order = np.argsort(-legal, kind="stable")[:top]
             top_moves = [MoveScore(moves[k][0], float(probs[k]), float(legal[k])) for k in order]
         results.append(PositionResult(
-            pos.label, board.fen(en_passant="fen"), top_moves, float(out.value[i]),
+            pos.label, board.fen(), top_moves, float(out.value[i]),
             wdl=None if out.wdl is None else [float(x) for x in out.wdl[i]],
             moves_left=None if out.moves_left is None else float(out.moves_left[i]),
             transform=transform, legal_moves=len(moves)))

@@ -15,8 +15,8 @@ from lcconvert.position_files import ChessPosition
 
 PLANES = REFERENCE / "planes"
 FORMATS = (1, 2, 3, 4, 5, 132, 133)
-# lc0's own float32 logits against our float32 forward pass on the tiny nets: measured ≤ 2.2e-5 (format 2);
-# the issue asks for 1e-4.
+# lc0's own float32 outputs against our float32 forward pass on the tiny nets, measured: logits ≤ 2.2e-5
+# (format 2), Q and WDL ≤ 2.3e-6, moves-left ≤ 5.8e-6 (format 132); the issue asks for 1e-4 on logits.
 LOGIT_TOL = 1e-4
 
 
@@ -35,7 +35,7 @@ def test_whole_eval_matches_lc0(fmt):
         assert np.abs(result.arrays["value"] - ref["q"][idx]).max() < LOGIT_TOL
         assert np.abs(result.arrays["wdl"] - ref["wdl"][idx]).max() < LOGIT_TOL
         if fmt in (4, 5, 132, 133):
-            assert np.abs(result.arrays["moves_left"] - ref["moves_left"][idx]).max() < 1e-3
+            assert np.abs(result.arrays["moves_left"] - ref["moves_left"][idx]).max() < LOGIT_TOL
         for r, i in zip(result.results, idx):
             expected = [m for m in ref["top_moves"][i] if m]
             assert [m.move for m in r.top] == expected, (fmt, i)
