@@ -167,6 +167,12 @@ def legal_points(board: GoBoard) -> list[int]:
     """Policy indices of every legal move of the side to move (pass = size·size)."""
     out = []
     for p in np.flatnonzero(board.points == EMPTY):
+        p = int(p)
+        # A point with an empty neighbour is always legal (never suicide, and never the ko point, whose
+        # neighbours were all the capturer's stones).
+        if any(board.points[n] == EMPTY for n in board._neighbours(p)):
+            out.append(p)
+            continue
         trial = GoBoard(board.size, board.points.copy(), board.to_move, board.ko)
         try:
             trial.play(board.to_move, int(p))

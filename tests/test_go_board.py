@@ -52,3 +52,20 @@ def test_suicide_occupied_and_ko_are_refused():
     with pytest.raises(ValueError):
         go_board.parse_vertex("I5")
     assert go_board.vertex_name(go_board.parse_vertex("Q16")) == "Q16" and go_board.vertex_name(361) == "pass"
+
+
+def test_legal_points_equal_trial_play_on_played_games():
+    from lcconvert import position_sets
+
+    boards = position_sets.played_go_boards(6, seed=5)
+    assert any(len(go_board.legal_points(b)) < 362 - int((b.points != 0).sum()) for b in boards)  # some refused
+    for b in boards:
+        trial = []
+        for p in np.flatnonzero(b.points == go_board.EMPTY):
+            t = go_board.GoBoard(b.size, b.points.copy(), b.to_move, b.ko)
+            try:
+                t.play(b.to_move, int(p))
+            except ValueError:
+                continue
+            trial.append(int(p))
+        assert go_board.legal_points(b) == trial + [361]
