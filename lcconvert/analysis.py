@@ -157,21 +157,21 @@ def analyse_chess(net: Network, net_path: str, positions: list[ChessPosition], f
     return Analysis(net_path, Family.CHESS, input_format, results, arrays)
 
 
-def analyse_go(net: Network, net_path: str, games: list[tuple[str, list[tuple[str, str]]]], top: int = 5,
-               semantics: str = "modern") -> Analysis:
-    """`games`: (label, colour/vertex moves from the empty board); the position after all of them."""
+def analyse_go(net: Network, net_path: str, games: list[tuple], top: int = 5, semantics: str = "modern") -> Analysis:
+    """`games`: (label, colour/vertex moves[, setup stones, side to move after them]) from the empty board;
+    the position after all of them is evaluated."""
     _check_family(net, net_path, Family.GO, games[0][0])
     size = net.board_size
     boards = []
-    for label, moves in games:
+    for label, moves, *setup in games:
         try:
-            boards.append(go_board.play_moves(moves, size))
+            boards.append(go_board.play_moves(moves, size, *setup))
         except ValueError as e:
             raise FormatError(label, str(e)) from None
     planes = np.stack([b.planes() for b in boards])
     out = forward.evaluate(net, planes, semantics=semantics, source=net_path)
     results = []
-    for i, ((label, moves), board) in enumerate(zip(games, boards)):
+    for i, ((label, moves, *_), board) in enumerate(zip(games, boards)):
         legal = go_board.legal_points(board)
         probs = out.policy[i]
         order = sorted(legal, key=lambda k: -probs[k])[:top]
@@ -185,9 +185,9 @@ def analyse_go(net: Network, net_path: str, games: list[tuple[str, list[tuple[st
     return Analysis(net_path, Family.GO, None, results, arrays)
 
 
-def sgf_moves(path: str, move: int | None = None) -> tuple[str, list[tuple[str, str]], int]:
-    """(label, moves up to `move` (all when None), board size) of an SGF's main line; an illegal move is
-    a FormatError `FILE:LINE: move K (B Q16) is illegal: reason`."""
+def sgf_game(path: str, move: int | None = None) -> tuple:
+    """(label, moves up to `move` (all when None), setup stones, side to move after them) of an SGF's main
+    line, for `analyse_go`; an illegal move is a FormatError `FILE:LINE: move K (B Q16) is illegal: reason`."""
     game = read_sgf(path)
     moves = list(game.moves)
     if move is not None:
@@ -195,7 +195,8 @@ def sgf_moves(path: str, move: int | None = None) -> tuple[str, list[tuple[str, 
             raise FormatError(path, f"no move {move} (the main line has {len(moves)} moves)")
         moves = moves[:move]
     try:
-        go_board.play_moves(moves, game.size)
+        go_board.play_moves(moves, game.size, game.setup, game.player)
     except go_board.IllegalGoMove as e:
-        raise FormatError(f"{path}:{game.lines[e.index - 1]}", str(e)) from None
-    return f"{path} move {len(moves)}", moves, game.size
+        lines = game.setup_lines if "setup" in str(e) else game.lines
+        raise FormatError(f"{path}:{lines[e.index - 1]}", str(e)) from None
+    return f"{path} move {len(moves)}", moves, list(game.setup), game.player

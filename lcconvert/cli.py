@@ -303,14 +303,13 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
             from lcconvert.go_board import parse_move_list
 
             if sgf_path:
-                label, moves, _size = analysis.sgf_moves(sgf_path, sgf_move)
+                game = analysis.sgf_game(sgf_path, sgf_move)
             else:
                 try:
-                    moves = parse_move_list(move_text)
+                    game = ("--moves", parse_move_list(move_text))
                 except ValueError as e:
                     raise FormatError("--moves", str(e)) from None
-                label = "--moves"
-            result = analysis.analyse_go(net, net_path, [(label, moves)], top=top, semantics=semantics)
+            result = analysis.analyse_go(net, net_path, [game], top=top, semantics=semantics)
         else:
             if pgn_path:
                 chess_positions = pgn_positions(pgn_path, game, ply)

@@ -144,9 +144,24 @@ class GoBoard:
         return out
 
 
-def play_moves(moves: list[tuple[str, str]], size: int = 19) -> GoBoard:
-    """A board after (colour, vertex) moves from the empty board; IllegalGoMove names the first bad one."""
+def play_moves(moves: list[tuple[str, str]], size: int = 19, setup: list[tuple[str, str]] = (),
+               first: str | None = None) -> GoBoard:
+    """A board after (colour, vertex) moves from the empty board; IllegalGoMove names the first bad one.
+
+    `setup` stones are played first as moves (as leelaz loads an SGF's AB/AW), a stone already of its colour
+    skipped; then `first` ('B'/'W'), if given, is the side to move.
+    """
     board = GoBoard(size)
+    for i, (color, vertex) in enumerate(setup, 1):
+        point = parse_vertex(vertex, size)
+        if point is not None and board.points[point] == parse_color(color):
+            continue
+        try:
+            board.play(parse_color(color), point)
+        except ValueError as e:
+            raise IllegalGoMove(i, f"setup {color} {vertex}", str(e)) from None
+    if first is not None:
+        board.to_move = parse_color(first)
     for i, (color, vertex) in enumerate(moves, 1):
         try:
             board.play(parse_color(color), parse_vertex(vertex, size))

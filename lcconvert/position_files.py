@@ -41,6 +41,9 @@ class SgfGame:
     size: int
     moves: tuple[tuple[str, str], ...]  # (colour, GTP vertex) along the main line
     lines: tuple[int, ...]  # the line of each move in the file
+    setup: tuple[tuple[str, str], ...] = ()  # root AB then AW stones, played as moves as leelaz does
+    setup_lines: tuple[int, ...] = ()
+    player: str | None = None  # root PL: the side to move after the setup stones
 
 
 def _text(path: str, what: str) -> str:
@@ -146,7 +149,9 @@ COLUMNS = "ABCDEFGHJKLMNOPQRST"
 def read_sgf(path: str) -> SgfGame:
     """The main line of an SGF game record (first variation at each branch) as GTP moves.
 
-    Setup stones (AB/AW/AE) are refused: Leela Zero's planes depend on how they enter the history.
+    Root setup stones follow leelaz's SGF loader (src/SGFTree.cpp): every AB stone, then every AW stone, is
+    played as a move (so they fill the history planes), then PL sets the side to move. Setup stones in later
+    nodes, and AE, are refused: leelaz ignores them, so its planes would not show the position the file means.
     """
     text = _text(path, "an SGF file")
     if "(" not in text or ";" not in text:
@@ -166,8 +171,22 @@ def read_sgf(path: str) -> SgfGame:
             i += 1
     flat = "".join(part for _, part in main)
     offsets = [pos + k for pos, part in main for k in range(len(part))]
+    node_of, node = [], 0  # node number (1 = root) of every character of `flat`
+    for _, part in main:
+        node += part == ";"
+        node_of.extend([node] * len(part))
     size = 19
-    moves, lines = [], []
+    moves, lines, setup, player = [], [], {"AB": [], "AW": []}, None
+
+    def vertex(name, value, line):
+        value = value.strip()
+        if value == "" or (value == "tt" and size <= 19):
+            return "pass"
+        if len(value) != 2 or not all("a" <= ch < chr(ord("a") + size) for ch in value):
+            raise FormatError(f"{path}:{line}", f"bad point {name}[{value}] for a {size}×{size} board")
+        x, y = ord(value[0]) - ord("a"), ord(value[1]) - ord("a")
+        return f"{COLUMNS[x]}{size - y}"
+
     for m in _SGF_PROP.finditer(flat):
         name, values = m.group(1), _SGF_VALUE.findall(m.group(2))
         line = _line_of(text, offsets[m.start()])
@@ -178,17 +197,21 @@ def read_sgf(path: str) -> SgfGame:
                 raise FormatError(f"{path}:{line}", f"bad board size SZ[{values[0]}]") from None
             if not 2 <= size <= 19:
                 raise FormatError(f"{path}:{line}", f"board size {size} is not supported (2 to 19)")
+        elif name in ("AB", "AW") and node_of[m.start()] == 1:
+            for value in values:
+                if ":" in value:
+                    raise FormatError(f"{path}:{line}", f"compressed point lists ({name}[{value}]) are not supported")
+                setup[name].append((name[1], vertex(name, value, line), line))
         elif name in ("AB", "AW", "AE"):
-            raise FormatError(f"{path}:{line}", f"setup stones ({name}) are not supported; give the moves instead")
+            raise FormatError(f"{path}:{line}", f"setup stones ({name}) outside the root node are not supported "
+                                                "(leelaz ignores them); give the moves instead")
+        elif name == "PL" and node_of[m.start()] == 1:
+            player = values[0].strip().upper()[:1]
+            if player not in ("B", "W"):
+                raise FormatError(f"{path}:{line}", f"bad player PL[{values[0]}]")
         elif name in ("B", "W"):
-            value = values[0].strip()
-            if value == "" or (value == "tt" and size <= 19):
-                vertex = "pass"
-            else:
-                if len(value) != 2 or not all("a" <= ch < chr(ord("a") + size) for ch in value):
-                    raise FormatError(f"{path}:{line}", f"bad move {name}[{value}] for a {size}×{size} board")
-                x, y = ord(value[0]) - ord("a"), ord(value[1]) - ord("a")
-                vertex = f"{COLUMNS[x]}{size - y}"
-            moves.append((name, vertex))
+            moves.append((name, vertex(name, values[0], line)))
             lines.append(line)
-    return SgfGame(size, tuple(moves), tuple(lines))
+    stones = setup["AB"] + setup["AW"]
+    return SgfGame(size, tuple(moves), tuple(lines), tuple((c, v) for c, v, _ in stones),
+                   tuple(line for _, _, line in stones), player)

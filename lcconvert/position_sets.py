@@ -133,8 +133,11 @@ def file_planes(net: Network, path: str) -> tuple[np.ndarray, str]:
         game = read_sgf(path)
         if game.size != net.board_size:
             raise FormatError(path, f"a {game.size}×{game.size} game for a {net.board_size}×{net.board_size} network")
-        board, planes = go_board.GoBoard(game.size), []
-        planes.append(board.planes())
+        try:
+            board = go_board.play_moves([], game.size, game.setup, game.player)
+        except go_board.IllegalGoMove as e:
+            raise FormatError(f"{path}:{game.setup_lines[e.index - 1]}", str(e)) from None
+        planes = [board.planes()]
         for i, ((colour, vertex), line) in enumerate(zip(game.moves, game.lines), 1):
             try:
                 board.play(go_board.parse_color(colour), go_board.parse_vertex(vertex, game.size))

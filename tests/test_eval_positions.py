@@ -187,3 +187,21 @@ def test_bad_files_name_file_and_line(run_cli, tmp_path):
     assert res.exit_code == 2 and "chess position, but this is a go network" in res.stderr
     res = run_cli("eval", MAIA, "--moves", "B Q16 W D4")
     assert res.exit_code == 2 and "Go moves" in res.stderr
+
+
+def test_sgf_setup_stones_enter_as_leelaz_plays_them(run_cli, tmp_path):
+    """Root AB stones are played as black moves, then AW, then PL; the history shows them one by one."""
+    sgf = tmp_path / "h.sgf"
+    sgf.write_text("(;GM[1]SZ[19]HA[2]AB[pd][dp]PL[W]\n;W[dd];B[pp])\n")
+    run_cli("eval", LZ_RANDOM, "--sgf", sgf, "--out", tmp_path / "a.npz")
+    run_cli("eval", LZ_RANDOM, "--moves", "B Q16 B D4 W D16 B Q4", "--out", tmp_path / "b.npz")
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        assert (a["planes"] == b["planes"]).all() and (a["policy"] == b["policy"]).all()
+    later = tmp_path / "later.sgf"
+    later.write_text("(;GM[1]SZ[19]\n;B[pd]\n;AW[dd])\n")
+    res = run_cli("eval", LZ_RANDOM, "--sgf", later)
+    assert res.exit_code == 2 and f"{later}:3: setup stones (AW) outside the root node" in res.stderr
+    clash = tmp_path / "clash.sgf"
+    clash.write_text("(;GM[1]SZ[19]AB[pd]\nAW[pd])\n")
+    res = run_cli("eval", LZ_RANDOM, "--sgf", clash)
+    assert res.exit_code == 2 and f"{clash}:2: move 2 (setup W Q16) is illegal: the point is occupied" in res.stderr
