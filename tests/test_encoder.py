@@ -124,3 +124,22 @@ def test_v2_history_that_never_ends_in_lc0_is_refused():
         with pytest.raises(ValueError, match="history-fill no"):
             encoder.encode(history, 5, fill)
         encoder.encode(history, 5, "no")  # lc0 encodes these with no fill
+
+
+@pytest.mark.parametrize("name", ["attention/attn-body-headformat", "attention/attn-multihead",
+                                  "attention/conv-attnpolicy", "legacy/se-mixed", "legacy/classic-plain"])
+def test_other_lc0_references_planes(name):
+    """The attention-era (formats 3 and 4) and legacy references: planes and transform as lc0 made them."""
+    from conftest import DATA
+    from lcconvert import io
+
+    ref = np.load(DATA / f"{name}.lc0.npz")
+    fmt = io.load(str(DATA / f"{name}.pb.gz")).format.input or 1
+    for i in range(len(ref["fens"])):
+        history = encoder.build_history(str(ref["fens"][i]), str(ref["moves"][i]).split())
+        planes, transform = encoder.encode(history, fmt)
+        assert (planes == ref["planes"][i].reshape(112, 64)).all(), (name, i)
+        if "transform" in ref.files:
+            assert transform == ref["transform"][i]
+        moves = encoder.legal_moves(history.board, transform)
+        assert len({idx for _, idx in moves}) == len(moves)  # every legal move has its own policy output
