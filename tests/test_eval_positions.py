@@ -205,3 +205,20 @@ def test_sgf_setup_stones_enter_as_leelaz_plays_them(run_cli, tmp_path):
     clash.write_text("(;GM[1]SZ[19]AB[pd]\nAW[pd])\n")
     res = run_cli("eval", LZ_RANDOM, "--sgf", clash)
     assert res.exit_code == 2 and f"{clash}:2: move 2 (setup W Q16) is illegal: the point is occupied" in res.stderr
+
+
+def test_maia_positions_top_move_as_lc0():
+    """The real maia-1100 net on lc0's 8 reference positions: logits and the best legal move as lc0's."""
+    from lcconvert import encoder
+
+    ref = np.load(REFERENCE / "maia-1100.lc0.npz")
+    positions = [ChessPosition(f"#{i}", str(f), tuple(str(m).split())) for i, (f, m) in
+                 enumerate(zip(ref["fens"], ref["moves"]))]
+    result = analysis.analyse_chess(io.load(str(MAIA)), "maia", positions)
+    # Two CPU backends of lc0 agree within 1e-5 on this net (data README); measured here: ≤ 1.0e-5.
+    assert np.abs(result.arrays["policy_logits"] - ref["logits"]).max() < LOGIT_TOL
+    for i, r in enumerate(result.results):
+        board = encoder.build_history(positions[i].fen, positions[i].moves).board
+        lc0_best = max(encoder.legal_moves(board), key=lambda m: ref["logits"][i][m[1]])[0]
+        assert r.top[0].move == lc0_best, i
+    assert [r.top[0].move for r in result.results][5] == "g2g1q"
