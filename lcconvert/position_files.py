@@ -141,8 +141,8 @@ def epd_positions(path: str) -> list[ChessPosition]:
     return out
 
 
-_SGF_PROP = re.compile(r"([A-Z]+)\s*((?:\[(?:\\.|[^\]\\])*\]\s*)+)", re.S)
-_SGF_VALUE = re.compile(r"\[((?:\\.|[^\]\\])*)\]", re.S)
+_SGF_PROP = re.compile(r"([A-Z]+)\s*((?:\[(?:\\.|[^\]\\])*\]\s*)+)", re.DOTALL)
+_SGF_VALUE = re.compile(r"\[((?:\\.|[^\]\\])*)\]", re.DOTALL)
 COLUMNS = "ABCDEFGHJKLMNOPQRST"
 
 

@@ -51,7 +51,7 @@ def test_lc0_transpose_policy_mapping_is_what_the_engine_uses():
     """With a transpose, lc0 flips rank and file of move squares (not a transpose); a true transpose disagrees."""
     assert encoder.transform_square(chess.G2, encoder.TRANSPOSE) == chess.B7
     ref = _ref(3)
-    i = [k for k in range(len(ref["fens"])) if ref["transform"][k] & encoder.TRANSPOSE][0]
+    i = next(k for k in range(len(ref["fens"])) if ref["transform"][k] & encoder.TRANSPOSE)
     history = _history(ref, i)
     board = history.board
     logits = ref["logits"][i]
@@ -93,7 +93,7 @@ def test_black_promotion_names_real_squares():
 
 
 def test_repetitions_and_en_passant_flags():
-    h = encoder.build_history(chess.STARTING_FEN, "g1f3 g8f6 f3g1 f6g8 g1f3 g8f6 f3g1 f6g8".split())
+    h = encoder.build_history(chess.STARTING_FEN, ["g1f3", "g8f6", "f3g1", "f6g8"] * 2)
     assert [s.repetitions for s in h.snapshots] == [0, 0, 0, 0, 1, 1, 1, 1, 2]
     # A double push with no enemy pawn beside it sets no flag in lc0 (python-chess would name e3).
     h = encoder.build_history(chess.STARTING_FEN, ["e2e4"])

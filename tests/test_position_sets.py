@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import struct
 
@@ -56,7 +57,7 @@ def test_played_go_positions_have_captures():
     captured = 0
     for b in boards:  # a stone that stood on a point and is gone one move later was captured
         seq = b.history + [b.points]
-        captured += sum(int(((before != 0) & (after == 0)).sum()) for before, after in zip(seq, seq[1:]))
+        captured += sum(int(((before != 0) & (after == 0)).sum()) for before, after in itertools.pairwise(seq))
     assert captured > 0
     planes, described = position_sets.default_planes(io.load(str(LZ_0K)), 4, seed=1)
     assert planes.shape == (4, 18, 361) and "legal Go games" in described
