@@ -149,11 +149,11 @@ def analyse_chess(net: Network, net_path: str, positions: list[ChessPosition], f
             wdl=None if out.wdl is None else [float(x) for x in out.wdl[i]],
             moves_left=None if out.moves_left is None else float(out.moves_left[i]),
             transform=transform, legal_moves=len(moves)))
-    arrays = {"planes": planes.reshape(-1, 112, 8, 8), "policy_logits": out.policy_logits, "value": out.value}
-    if out.wdl is not None:
-        arrays["wdl"] = out.wdl
-    if out.moves_left is not None:
-        arrays["moves_left"] = out.moves_left
+    # The same keys for every net (NaN where a head is missing, as the lc0 reference files do).
+    n = len(positions)
+    arrays = {"planes": planes.reshape(-1, 112, 8, 8), "policy_logits": out.policy_logits, "value": out.value,
+              "wdl": out.wdl if out.wdl is not None else np.full((n, 3), np.nan, dtype=out.value.dtype),
+              "moves_left": out.moves_left if out.moves_left is not None else np.full(n, np.nan, out.value.dtype)}
     return Analysis(net_path, Family.CHESS, input_format, results, arrays)
 
 

@@ -36,6 +36,8 @@ def test_whole_eval_matches_lc0(fmt):
         assert np.abs(result.arrays["wdl"] - ref["wdl"][idx]).max() < LOGIT_TOL
         if fmt in (4, 5, 132, 133):
             assert np.abs(result.arrays["moves_left"] - ref["moves_left"][idx]).max() < LOGIT_TOL
+        else:  # no moves-left head: NaN, as in lc0's reference
+            assert np.isnan(result.arrays["moves_left"]).all() and np.isnan(ref["moves_left"][idx]).all()
         for r, i in zip(result.results, idx):
             expected = [m for m in ref["top_moves"][i] if m]
             assert [m.move for m in r.top] == expected, (fmt, i)
