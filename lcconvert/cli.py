@@ -261,35 +261,108 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
 
 @main.command("eval")
 @click.argument("net_path", metavar="NET")
-@click.option("--planes", "planes_path", required=True, metavar="IN.npy|IN.npz",
+@click.option("--planes", "planes_path", metavar="IN.npy|IN.npz",
               help="Input planes: [N,112,8,8] or [N,112,64] (chess), [N,18,361] or [N,18,19,19] (Go); "
                    "an .npz is read from its 'planes' array.")
+@click.option("--fen", help="Chess: a position (FEN); --moves are played from it.")
+@click.option("--moves", "move_text", metavar="MOVES",
+              help='Chess: UCI moves from --fen (or the start), "e2e4 e7e5". Go: "B Q16 W D4 B pass".')
+@click.option("--pgn", "pgn_path", metavar="FILE.pgn", help="Chess: positions of the games in a PGN file.")
+@click.option("--game", type=click.IntRange(min=1), help="With --pgn: only game N (from 1).")
+@click.option("--ply", type=click.IntRange(min=0), help="With --pgn: only the position after K plies "
+                                                        "(default: every position).")
+@click.option("--epd", "epd_path", metavar="FILE.epd", help="Chess: one position per line (EPD or FEN).")
+@click.option("--sgf", "sgf_path", metavar="FILE.sgf", help="Go: a game record; its main line is played.")
+@click.option("--move", "sgf_move", type=click.IntRange(min=0), help="With --sgf: the position after K moves "
+                                                                      "(default: the last).")
+@click.option("--history-fill", type=click.Choice(["fen_only", "always", "no"]), default="fen_only",
+              show_default=True, help="Chess: how lc0 fills history before the first position.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="Moves shown per position.")
+@click.option("--policy-temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Chess: softmax temperature over the legal moves' logits.")
+@click.option("--chess960", is_flag=True, help="Name castling king-takes-rook (e1h1) as Chess960 UCI does.")
 @click.option("--out", "out_path", metavar="OUT.npz", help="Write every output array to OUT.npz.")
 @click.option("--semantics", type=click.Choice(["modern", "legacy"]), default="modern", show_default=True,
               help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
-@click.option("--json", "as_json", is_flag=True, help="Print the output arrays as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @checkpoint_options
-def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint_options):
-    """Evaluate the network NET on input planes: policy, value, WDL, moves left (Go: winrate)."""
+def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, sgf_path, sgf_move, history_fill,
+          top, policy_temperature, chess960, out_path, semantics, as_json, force, checkpoint_options):
+    """Evaluate the network NET on positions or input planes.
+
+    Positions (chess: --fen/--moves, --pgn, --epd; Go: --moves, --sgf) are encoded as the engine does and
+    shown as the top legal moves with their probabilities, Q/WDL/moves-left (Go: winrate).
+    --planes evaluates raw input planes: policy, value, WDL, moves left (Go: winrate).
+    """
     import io as _io
 
     import numpy as np
 
-    from lcconvert import files, forward, io, verify
+    from lcconvert import files, io, verify
+    from lcconvert.constants import Family
+    from lcconvert.errors import FormatError
 
+    sources = [name for name, given in (("--planes", planes_path), ("--fen", fen), ("--pgn", pgn_path),
+                                        ("--epd", epd_path), ("--sgf", sgf_path)) if given]
+    if len(sources) > 1 or (move_text is not None and sources and sources != ["--fen"]):
+        raise click.UsageError(f"give one input: {', '.join(sources + (['--moves'] if move_text else []))} "
+                               "cannot be combined (only --fen with --moves)")
+    if not sources and move_text is None:
+        raise click.UsageError("give positions (--fen, --moves, --pgn, --epd, --sgf) or --planes")
+    for option, value, needs in (("--game", game, pgn_path), ("--ply", ply, pgn_path), ("--move", sgf_move, sgf_path)):
+        if value is not None and not needs:
+            raise click.UsageError(f"{option} goes with {'--sgf' if option == '--move' else '--pgn'}")
+    inputs = [p for p in (planes_path, pgn_path, epd_path, sgf_path) if p]
     if out_path:
-        files.check_output_path(out_path, [net_path, planes_path], force)
+        files.check_output_path(out_path, [net_path, *inputs], force)
     net = verify.require_usable(io.load(net_path, checkpoint_options=checkpoint_options))
-    planes = io.load_planes(planes_path)
-    outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+
+    if planes_path:
+        from lcconvert import forward
+
+        planes = io.load_planes(planes_path)
+        outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+        arrays, payload, text = outputs.arrays(), {"semantics": semantics, **outputs.to_dict()}, None
+    else:
+        from lcconvert import analysis
+        from lcconvert.position_files import ChessPosition, epd_positions, pgn_positions
+
+        go_input = sgf_path is not None or (net.family is Family.GO and move_text is not None and not fen)
+        if go_input:
+            from lcconvert.go_board import parse_move_list
+
+            if sgf_path:
+                game = analysis.sgf_game(sgf_path, sgf_move)
+            else:
+                try:
+                    game = ("--moves", parse_move_list(move_text))
+                except ValueError as e:
+                    raise FormatError("--moves", str(e)) from None
+            result = analysis.analyse_go(net, net_path, [game], top=top, semantics=semantics)
+        else:
+            if pgn_path:
+                chess_positions = pgn_positions(pgn_path, game, ply)
+            elif epd_path:
+                chess_positions = epd_positions(epd_path)
+            else:
+                import chess
+
+                label = "--fen" if fen else "--moves"
+                chess_positions = [ChessPosition(label, fen or chess.STARTING_FEN, tuple((move_text or "").split()))]
+            result = analysis.analyse_chess(net, net_path, chess_positions, fill=history_fill, top=top,
+                                            temperature=policy_temperature, chess960=chess960,
+                                            semantics=semantics)
+        arrays, payload, text = result.arrays, result.to_dict(), result.render()
     if out_path:
         buf = _io.BytesIO()
-        np.savez(buf, **outputs.arrays())
+        np.savez(buf, **arrays)
         files.write_atomic(out_path, buf.getvalue())
-        click.echo(f"wrote {out_path} ({outputs.n} positions)", err=True)
+        click.echo(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
     elif as_json:
-        click.echo(_json({"net": net_path, "semantics": semantics, **outputs.to_dict()}))
+        click.echo(_json({"net": net_path, **payload}))
+    elif text is not None:
+        click.echo(text)
     else:
         click.echo(outputs.render(net.family))
 
@@ -300,19 +373,22 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
               help="Compare with REF (any readable network), evaluated with modern semantics.")
 @click.option("--legacy", is_flag=True,
               help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
-@click.option("--positions", "n_positions", type=click.IntRange(1, 4096), default=32, show_default=True,
-              help="Number of seeded positions.")
+@click.option("--positions", "positions_spec", default="32", show_default=True, metavar="N|FILE",
+              help="N seeded positions (half generated, half from real games), or every position of "
+                   "FILE.pgn / FILE.epd (chess), FILE.sgf (Go) or an lc0 training .gz.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
 @checkpoint_options
-def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_options):
+def verify_(net_path, ref_path, legacy, positions_spec, seed, as_json, checkpoint_options):
     """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
 
     Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
     """
-    from lcconvert import io, verify
+    from lcconvert import io, position_sets, verify
     from lcconvert.errors import NetworkError, VerificationFailed
 
+    if positions_spec.isdigit() and not 1 <= int(positions_spec) <= 4096:
+        raise click.BadParameter("a number of positions must be 1 to 4096", param_hint="--positions")
     net = io.load(net_path, strict=False, checkpoint_options=checkpoint_options)
     problems = verify.check(net)
     result = {"net": net_path, "structure": {"passed": not problems, "problems": problems},
@@ -320,7 +396,13 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
     failures = [f"structure: {p}" for p in problems]
     reports = []
     if not problems:
-        bc = verify.backwards_compatible(net, n_positions, seed)
+        if positions_spec.isdigit():
+            planes, described = position_sets.default_planes(net, int(positions_spec), seed)
+        else:
+            planes, described = position_sets.file_planes(net, positions_spec)
+        n_positions = len(planes)
+        result["positions"] = described
+        bc = verify.backwards_compatible(net, n_positions, seed, planes=planes)
         result["backwards_compatible"] = bc.to_dict()
         reports.append(bc)
         if legacy and not bc.passed:
@@ -333,7 +415,7 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
             if ref.family is not net.family:
                 raise NetworkError(ref_path, f"a {ref.family.value} network cannot be compared with "
                                              f"{net_path}, a {net.family.value} network")
-            cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed)
+            cmp = verify.compare(net, ref, legacy=legacy, positions=n_positions, seed=seed, planes=planes)
             result["against"] = cmp.to_dict()
             reports.append(cmp)
             failures += [f"against {ref_path}: {r}" for r in cmp.reasons]
@@ -342,6 +424,8 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
         click.echo(_json(result, indent=2))
     else:
         lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
+        if "positions" in result:
+            lines.append(f"positions: {result['positions']}")
         lines += [f"  - {p}" for p in problems]
         lines += [r.render() for r in reports]
         click.echo("\n".join(lines))

@@ -287,13 +287,14 @@ def _interface_reasons(net: Network, ref: Network) -> list[str]:
     return reasons
 
 
-def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0) -> Report:
+def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0,
+            planes=None) -> Report:
     """NET (legacy semantics if `legacy`, else modern) against REF (modern) on seeded positions.
 
     Passes when every head's max |difference| ≤ K × noise floor + allowance, where the
     floor is the larger of (a) REF vs REF re-encoded in NET's dominant encoding and
     (b) REF vs REF with each parameter moved within that encoding's rounding bound,
-    both measured here on the same positions.
+    both measured here on the same positions. `planes` replaces the seeded positions.
     """
     from lcconvert.forward import Model
     from lcconvert.positions import random_planes
@@ -304,7 +305,7 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     report.reasons += _interface_reasons(net, ref)
     if net.family is not ref.family:
         return report
-    planes = random_planes(ref, positions, seed)
+    planes = random_planes(ref, positions, seed) if planes is None else planes
     out_ref = Model(ref, "modern", DTYPE)(planes)
     out_net = Model(net, semantics, DTYPE)(planes)
     encoding = dominant_encoding(net)
@@ -324,7 +325,7 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     return report
 
 
-def backwards_compatible(net: Network, positions: int = 32, seed: int = 0) -> Report:
+def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, planes=None) -> Report:
     """Would an engine that ignores γ and β (lc0 ≤ 0.19, Leela Zero) compute what lc0 ≥ 0.21 does?
 
     Same file, so no encoding noise: the modern and legacy outputs must agree within
@@ -335,7 +336,7 @@ def backwards_compatible(net: Network, positions: int = 32, seed: int = 0) -> Re
     from lcconvert.positions import random_planes
 
     report = Report("backwards_compatible", _name(net), _name(net), "legacy", "modern", positions, seed)
-    planes = random_planes(net, positions, seed)
+    planes = random_planes(net, positions, seed) if planes is None else planes
     modern = Model(net, "modern", DTYPE)(planes)
     legacy = Model(net, "legacy", DTYPE)(planes)
     for head, d in _diffs(legacy, modern).items():
