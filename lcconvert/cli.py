@@ -57,9 +57,13 @@ def _print_notes(notes):
 @checkpoint_options
 def convert(src, out, to, encoding, force, checkpoint_options):
     """Convert the network IN to OUT (any readable format to any format that can hold it)."""
-    from lcconvert import pipeline
+    from lcconvert import pipeline, verify
 
-    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force,
+    # Re-encoding an attention network is checked against IN before anything is written.
+    check = pipeline.Check(verify.compare, failure="the re-encoded network does not compute what IN computes",
+                           applies=lambda net: net.attention is not None) if encoding else None
+    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force, check=check,
+                                  on_checked=lambda report: click.echo(report.render(), err=True),
                                   checkpoint_options=checkpoint_options)
     _print_notes(written.notes)
     if out != "-":
@@ -239,8 +243,11 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
               help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the output arrays as JSON.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--policy-head", metavar="NAME", help="Multi-head networks: lc0's policy head (default vanilla; "
+                                                    "`inspect` lists them).")
+@click.option("--value-head", metavar="NAME", help="Multi-head networks: lc0's value head (default winner).")
 @checkpoint_options
-def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint_options):
+def eval_(net_path, planes_path, out_path, semantics, as_json, force, policy_head, value_head, checkpoint_options):
     """Evaluate the network NET on input planes: policy, value, WDL, moves left (Go: winrate)."""
     import io as _io
 
@@ -252,7 +259,8 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
         files.check_output_path(out_path, [net_path, planes_path], force)
     net = io.load(net_path, checkpoint_options=checkpoint_options)
     planes = positions.load_planes(planes_path)
-    outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+    outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path, policy_head=policy_head,
+                               value_head=value_head)
     if out_path:
         buf = _io.BytesIO()
         np.savez(buf, **outputs.arrays())

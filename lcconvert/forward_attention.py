@@ -528,6 +528,34 @@ def check_value_head(net: Network, value_head: str | None) -> None:
     _choose(net, "value", value_head, value_head_names(net))
 
 
+def structure_problems(net: Network) -> list[str]:
+    """Every problem preparing `net`'s attention layers meets, for each head lc0 offers (each names
+    its layer); empty when every head can be evaluated. For `verify`."""
+    from lcconvert.errors import LcconvertError
+
+    if net.attention is None:
+        return []
+    problems: list[str] = []
+    fmt = lc0_format(net)
+    if fmt.attention_body:
+        tries = [dict(policy_head=p) for p in policy_head_names(net)]
+        tries += [dict(value_head=v) for v in value_head_names(net)[1:]]
+        prepare = lambda kw: AttentionBody.prepare(net, **kw)  # noqa: E731
+    else:
+        channels = net.input.out_channels
+        if channels is None:
+            return ["input: no biases, means or variances: cannot tell the filter count"]
+        tries = [dict(policy_head=p) for p in policy_head_names(net)]
+        prepare = lambda kw: AttentionPolicy.prepare(net, channels, **kw)  # noqa: E731
+    for kw in tries:
+        try:
+            prepare(kw)
+        except LcconvertError as e:
+            if e.problem not in problems:
+                problems.append(e.problem)
+    return problems
+
+
 # -- prepared models -------------------------------------------------------------------------------
 
 def _check_supported(net: Network, fmt: Lc0Format) -> None:

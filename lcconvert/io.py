@@ -72,6 +72,9 @@ def default_encoding(net: Network, kind: str, backwards_compatible: bool = False
     writes as LINEAR16), get LINEAR16: the form every engine reads (layers in any
     other encoding need lc0 ≥ 0.33). Layers already LINEAR16 keep their bytes.
     """
+    if net.has_attention_body:
+        # No engine without attention support reads these at all: keep every layer as stored.
+        return None
     if kind == PB and (backwards_compatible or net.source.kind == "checkpoint"):
         return Encoding.LINEAR16
     return None
@@ -81,8 +84,8 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
     """The uncompressed bytes of `net` in `kind`, and notes for the user."""
     notes: list[str] = []
     if kind == PB:
-        if encoding is not None and net.attention_body:
-            raise UnsupportedError(net.source.path, "attention network: re-encoding its layers is not supported")
+        if encoding is not None and net.attention_body and net.attention is None:
+            raise UnsupportedError(net.source.path, "ONNX network: re-encoding its layers is not supported")
         if encoding is not None:
             net, notes = reencode(net, encoding)
         else:

@@ -243,6 +243,14 @@ class Network:
         return 3 if self.format.value_kind == VALUE_WDL else 1
 
     @property
+    def has_attention_body(self) -> bool:
+        """An attention body (encoders, no convolution input), as opposed to a convolution body that
+        carries an attention policy head (network 4 + POLICY_ATTENTION) or no attention at all."""
+        att = self.attention
+        return att is not None and (self.format.network_kind in ATTENTION_NETWORKS or att.repeated("encoder") > 0
+                                    or not self.input.present)
+
+    @property
     def has_moves_left(self) -> bool:
         return self.format.moves_left_kind == MOVES_LEFT_V1 and self.moves_left is not None
 

@@ -51,7 +51,7 @@ def structure_problems(net: Network) -> list[str]:
     """Every shape inconsistency, each naming its block. Empty when consistent."""
     problems: list[str] = []
     if net.attention_body or net.format.is_attention:
-        if net.attention is None or not net.input.present or net.attention.repeated("encoder"):
+        if net.attention is None or net.has_attention_body:
             # ONNX, or an attention body: its layers are checked where they are prepared for
             # evaluation (forward_attention, naming each layer), not here.
             return problems

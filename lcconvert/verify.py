@@ -68,7 +68,10 @@ def check(net: Network) -> list[str]:
     """Every structural, numeric and format-enum problem of `net`, each naming its block."""
     from lcconvert.shapes import structure_problems, value_problems
 
+    from lcconvert.forward_attention import structure_problems as attention_problems
+
     problems = list(structure_problems(net))
+    problems += attention_problems(net)
     problems += value_problems(net, epsilon=net.epsilon)
     problems += format_problems(net)
     return problems
@@ -255,6 +258,21 @@ def _interface_reasons(net: Network, ref: Network) -> list[str]:
     return reasons
 
 
+def _head_choices(net: Network, ref: Network) -> list[tuple[str | None, str | None]]:
+    """(policy head, value head) pairs to compare: the defaults, then every other head both networks
+    offer (multi-head attention networks), each with the other side's default."""
+    from lcconvert.forward_attention import policy_head_names, value_head_names
+
+    policy = [p for p in policy_head_names(ref)[1:] if p in policy_head_names(net)]
+    value = [v for v in value_head_names(ref)[1:] if v in value_head_names(net)]
+    return [(None, None)] + [(p, None) for p in policy] + [(None, v) for v in value]
+
+
+def _label(head: str, choice: tuple[str | None, str | None]) -> str:
+    name = choice[0] if head == "policy" else choice[1] if head in ("value", "wdl") else None
+    return head if name is None else f"{head}[{name}]"
+
+
 def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0) -> Report:
     """NET (legacy semantics if `legacy`, else modern) against REF (modern) on seeded positions.
 
@@ -273,22 +291,28 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     if net.family is not ref.family:
         return report
     planes = random_planes(ref, positions, seed)
-    out_ref = Model(ref, "modern", DTYPE)(planes)
-    out_net = Model(net, semantics, DTYPE)(planes)
     encoding = dominant_encoding(net)
     report.encoding = encoding.name
     reencoded, _ = reencode(ref, encoding)
-    floor_re = _diffs(Model(reencoded, "modern", DTYPE)(planes), out_ref)
-    floor_round = _diffs(Model(_rounded(ref, encoding, seed), "modern", DTYPE)(planes), out_ref)
-    for head, d in _diffs(out_net, out_ref).items():
-        fr, fq = float(floor_re[head].max()), float(floor_round[head].max())
-        floor = max(fr, fq)
-        limit = K * floor + ALLOWANCE * _scale(out_ref, head)
-        result = HeadResult(head, float(d.max()), float(d.mean()), limit, floor, fr, fq)
-        report.heads.append(result)
-        if not result.passed:
-            report.reasons.append(f"{HEAD_LABELS[head]}: max difference {result.max_abs:.3e} exceeds "
-                                  f"{K:g} × noise floor {floor:.3e} + allowance = {limit:.3e}")
+    rounded = _rounded(ref, encoding, seed)
+    for choice in _head_choices(net, ref):
+        heads = dict(policy_head=choice[0], value_head=choice[1])
+        out_ref = Model(ref, "modern", DTYPE, **heads)(planes)
+        out_net = Model(net, semantics, DTYPE, **heads)(planes)
+        floor_re = _diffs(Model(reencoded, "modern", DTYPE, **heads)(planes), out_ref)
+        floor_round = _diffs(Model(rounded, "modern", DTYPE, **heads)(planes), out_ref)
+        for head, d in _diffs(out_net, out_ref).items():
+            if choice != (None, None) and _label(head, choice) == head:
+                continue  # a head the default choice already compared
+            fr, fq = float(floor_re[head].max()), float(floor_round[head].max())
+            floor = max(fr, fq)
+            limit = K * floor + ALLOWANCE * _scale(out_ref, head)
+            label = _label(head, choice)
+            result = HeadResult(label, float(d.max()), float(d.mean()), limit, floor, fr, fq)
+            report.heads.append(result)
+            if not result.passed:
+                report.reasons.append(f"{HEAD_LABELS.get(label, label)}: max difference {result.max_abs:.3e} "
+                                      f"exceeds {K:g} × noise floor {floor:.3e} + allowance = {limit:.3e}")
     return report
 
 
@@ -321,6 +345,9 @@ def backwards_compatible(net: Network, positions: int = 32, seed: int = 0) -> Re
     if no_bias:
         report.reasons.append(f"{no_bias[0]}: no conv biases ({len(no_bias)} block(s)); lc0 ≤ 0.19 needs a "
                               "biases layer of C entries")
+    if net.attention is not None:
+        report.reasons.append("attention layers: lc0 ≤ 0.19 and Leela Zero cannot run this network at all "
+                              f"(it needs lc0 ≥ {versions.fmt(versions.required(net, encodings=False))})")
     # Layer encodings exist only in protobuf files; text weights are decimal for every engine.
     not_linear = sorted({t.encoding.name for _, t in net.tensors() if not t.encoding.legacy_readable})
     if not_linear and net.source.kind != "text":
