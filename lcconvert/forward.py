@@ -294,6 +294,15 @@ class Model:
             raise FormatError(source, "input planes contain non-finite values")
         return np.ascontiguousarray(x.transpose(0, 2, 1))
 
+    def heads(self, planes, choices, source: str = "<planes>") -> list[Outputs]:
+        """Outputs for each (policy head, value head) of `choices` (None: this model's own); an attention
+        body is evaluated once for all of them."""
+        if self.attention_body is None:
+            return [self(planes, source) if c == (None, None) else
+                    Model(self.net, self.semantics, self.dtype, *c)(planes, source) for c in choices]
+        outs = self.attention_body.many(self.input_array(planes, source), choices)
+        return [Outputs(policy=_softmax(o["policy_logits"]), **o) for o in outs]
+
     def __call__(self, planes, source: str = "<planes>") -> Outputs:
         raw = self.input_array(planes, source)  # [N, squares, planes]
         if self.attention_body is not None:

@@ -135,8 +135,11 @@ def is_attention(net: Network) -> bool:
 # -- activations and the elementary steps ([ACT], [FC], [LN]) ---------------------------------------
 
 def mish(x: np.ndarray) -> np.ndarray:
-    """x·tanh(softplus(x)); lc0 writes it as x·(e²ˣ + 2eˣ)/(e²ˣ + 2eˣ + 2), the same function."""
-    return x * np.tanh(np.logaddexp(0, x))
+    """x·tanh(softplus(x)) in lc0's form x·n/(n + 2), n = e²ˣ + 2eˣ (one exp instead of exp, log and
+    tanh); above x = 20, n/(n + 2) is 1 to within float64 rounding and the exp would overflow."""
+    e = np.exp(np.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    return np.where(x > 20.0, x, x * n / (n + 2.0))
 
 
 def selu(x: np.ndarray) -> np.ndarray:
@@ -166,7 +169,8 @@ def activate(x: np.ndarray, name: str) -> np.ndarray:
 
 def dense(x: np.ndarray, fc: "Dense") -> np.ndarray:
     """[FC] Forward1D over the last axis: x·Wᵀ + b, then the activation (only with a bias, as lc0)."""
-    y = x @ fc.wt
+    # As one 2-D product over every token: a stacked 3-D matmul would run many small products.
+    y = (x.reshape(-1, x.shape[-1]) @ fc.wt).reshape(x.shape[:-1] + (fc.wt.shape[1],))
     if fc.b is not None:
         y += fc.b
         return activate(y, fc.activation)
@@ -606,6 +610,9 @@ class AttentionBody:
     policy_head: str = DEFAULT_POLICY_HEAD
     value_head: str = DEFAULT_VALUE_HEAD
     dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+    # Other heads of a multi-head network, prepared on first use (`outputs`).
+    layers: _Layers | None = field(default=None, repr=False)
+    others: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def prepare(cls, net: Network, policy_head: str | None = None, value_head: str | None = None,
@@ -658,7 +665,7 @@ class AttentionBody:
             m2 = r.dense("ip2_mov_w", "ip2_mov_b", m1.b.size, "relu", outputs=1)  # [BLAS] "Specifically Relu"
             moves_left = (m0, m1, m2)
         return cls(fmt, preproc, embed, embed_ln, gates, embed_ffn, encoders, policy, value, moves_left, wdl,
-                   policy_name, value_name, np.dtype(dtype))
+                   policy_name, value_name, np.dtype(dtype), r)
 
     def body(self, planes: np.ndarray) -> np.ndarray:
         """planes [N, 64, 112] (square-major) → the body's output tokens [N, 64, embedding]."""
@@ -675,13 +682,35 @@ class AttentionBody:
             x = encoder_layer(x, layer)
         return x
 
+    def _head(self, kind: str, name: str | None):
+        default = self.policy_head if kind == "policy" else self.value_head
+        if name is None or name == default:
+            return self.policy if kind == "policy" else self.value
+        if (kind, name) not in self.others:
+            r, e = self.layers, self.embed.b.size
+            names = policy_head_names(r.net) if kind == "policy" else value_head_names(r.net)
+            name = _choose(r.net, kind, name, names)
+            self.others[kind, name] = (_policy_head(r, name, e, self.fmt) if kind == "policy" else
+                                       _value_head(r, name, e, self.fmt, 3 if self.wdl else 1))
+        return self.others[kind, name]
+
     def __call__(self, planes: np.ndarray) -> dict[str, np.ndarray]:
         """planes [N, 64, 112] → policy_logits [N, 1858], value [N], wdl [N, 3], moves_left [N]."""
-        n = planes.shape[0]
+        return self.outputs(self.body(planes))
+
+    def many(self, planes: np.ndarray, choices) -> list[dict[str, np.ndarray]]:
+        """The outputs for each (policy head, value head) of `choices` (None: the default), the body run once."""
         x = self.body(planes)
-        logits = attention_policy_logits(x, self.policy)
-        v = dense(dense(x, self.value.embed).reshape(n, -1), self.value.fc1)
-        value, wdl = value_outputs(dense(v, self.value.fc2), self.wdl)
+        return [self.outputs(x, p, v) for p, v in choices]
+
+    def outputs(self, x: np.ndarray, policy_head: str | None = None,
+                value_head: str | None = None) -> dict[str, np.ndarray]:
+        """The heads on the body's output tokens x [N, 64, embedding]."""
+        n = x.shape[0]
+        policy, vh = self._head("policy", policy_head), self._head("value", value_head)
+        logits = attention_policy_logits(x, policy)
+        v = dense(dense(x, vh.embed).reshape(n, -1), vh.fc1)
+        value, wdl = value_outputs(dense(v, vh.fc2), self.wdl)
         out = {"policy_logits": logits, "value": value, "wdl": wdl, "moves_left": None}
         if self.moves_left is not None:
             m0, m1, m2 = self.moves_left

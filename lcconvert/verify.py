@@ -295,12 +295,11 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     report.encoding = encoding.name
     reencoded, _ = reencode(ref, encoding)
     rounded = _rounded(ref, encoding, seed)
-    for choice in _head_choices(net, ref):
-        heads = dict(policy_head=choice[0], value_head=choice[1])
-        out_ref = Model(ref, "modern", DTYPE, **heads)(planes)
-        out_net = Model(net, semantics, DTYPE, **heads)(planes)
-        floor_re = _diffs(Model(reencoded, "modern", DTYPE, **heads)(planes), out_ref)
-        floor_round = _diffs(Model(rounded, "modern", DTYPE, **heads)(planes), out_ref)
+    choices = _head_choices(net, ref)
+    runs = zip(*(Model(m, sem, DTYPE).heads(planes, choices)
+                 for m, sem in ((ref, "modern"), (net, semantics), (reencoded, "modern"), (rounded, "modern"))))
+    for choice, (out_ref, out_net, out_re, out_round) in zip(choices, runs):
+        floor_re, floor_round = _diffs(out_re, out_ref), _diffs(out_round, out_ref)
         for head, d in _diffs(out_net, out_ref).items():
             if choice != (None, None) and _label(head, choice) == head:
                 continue  # a head the default choice already compared
