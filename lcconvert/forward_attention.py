@@ -387,7 +387,7 @@ def smolgen_logits(x: np.ndarray, sg: Smolgen, heads: int) -> np.ndarray:
     h = dense(x, sg.compress).reshape(n, -1)  # [N, 64·hidden_channels], square-major
     h = layer_norm(dense(h, sg.dense1), sg.ln1)
     h = layer_norm(dense(h, sg.dense2), sg.ln2)
-    return (h.reshape(n, heads, -1) @ sg.shared).reshape(n, heads, SQUARES, SQUARES)
+    return (h.reshape(n * heads, -1) @ sg.shared).reshape(n, heads, SQUARES, SQUARES)
 
 
 def multi_head_attention(x: np.ndarray, layer: EncoderLayer) -> np.ndarray:
@@ -396,8 +396,10 @@ def multi_head_attention(x: np.ndarray, layer: EncoderLayer) -> np.ndarray:
     n, heads = x.shape[0], layer.heads
     q, k, v = dense(x, layer.q), dense(x, layer.k), dense(x, layer.v)
     depth = q.shape[-1] // heads
-    split = lambda t: t.reshape(n, SQUARES, heads, depth).transpose(0, 2, 1, 3)  # noqa: E731
-    logits = (split(q) @ split(k).transpose(0, 1, 3, 2)) * np.asarray(1.0 / np.sqrt(depth), dtype=x.dtype)
+    # Contiguous [N, heads, 64, depth] stacks: numpy hands each 2-D slice of a contiguous stack to BLAS.
+    split = lambda t: np.ascontiguousarray(t.reshape(n, SQUARES, heads, depth).transpose(0, 2, 1, 3))  # noqa: E731
+    keys_t = np.ascontiguousarray(k.reshape(n, SQUARES, heads, depth).transpose(0, 2, 3, 1))
+    logits = (split(q) @ keys_t) * np.asarray(1.0 / np.sqrt(depth), dtype=x.dtype)
     if layer.smolgen is not None:
         logits += smolgen_logits(x, layer.smolgen, heads)
     attn = softmax(logits) @ split(v)  # [N, heads, 64, depth]
