@@ -205,3 +205,20 @@ def test_fold_attention_body_leaves_the_file(tmp_path, run_cli, path):
     assert r.exit_code == 0
     assert "no batch norm to fold: attention body" in r.stdout and "unchanged" in r.stderr
     assert out.read_bytes() == path.read_bytes()
+
+
+# -- inspect per-layer statistics ------------------------------------------------------------------
+
+def test_layer_norm_statistics(run_cli):
+    doc = json.loads(run_cli("inspect", MULTI, "--gammas", "--json").stdout)
+    rows = {r["name"]: r for r in doc["gammas"]["layers"]}
+    assert set(rows) == {"ip_emb_ln", "ip_emb_ffn_ln"} | {f"encoder.{i}.{n}" for i in (0, 1) for n in
+                                                        ("ln1", "ln2", "mha.smolgen.ln1", "mha.smolgen.ln2")}
+    g = io.load(str(MULTI)).attention.get("encoder.1.ln2_gammas").values
+    assert rows["encoder.1.ln2"]["mean"] == pytest.approx(float(g.mean())) and rows["encoder.1.ln2"]["channels"] == 64
+    # The data README: LN gammas U[0.6, 1.4].
+    assert 0.6 <= doc["gammas"]["summary"]["min"] and doc["gammas"]["summary"]["max"] <= 1.4
+    text = run_cli("inspect", CONV, "--betas").stdout
+    assert "residual.3.conv2" in text and "pol_encoder.0.ln2" in text and "layer-norm betas" in text
+    layers = run_cli("inspect", BODY, "--layers").stdout
+    assert "encoder.1.mha.smolgen.dense2_w" in layers and "74 tensors, 312,924 parameters" in layers
