@@ -267,8 +267,12 @@ class ValueHead:
 class _Layers:
     """Reads tensors by path for one network and checks each shape, naming the layer when wrong."""
 
-    def __init__(self, net: Network, dtype):
-        self.net, self.att, self.dtype = net, net.attention, np.dtype(dtype)
+    def __init__(self, net: Network, dtype, check_only: bool = False):
+        # check_only: sizes are checked and nothing is decoded (zero-stride stand-ins), for the reader.
+        self.net, self.att, self.dtype, self.check_only = net, net.attention, np.dtype(dtype), check_only
+
+    def contig(self, a: np.ndarray) -> np.ndarray:
+        return a if self.check_only else np.ascontiguousarray(a)
 
     def tensor(self, path: str):
         if path in FC_SLOTS:
@@ -288,6 +292,8 @@ class _Layers:
             self.fail(f"{path}: missing" + (f" (expected {size} values{what})" if size else ""))
         if size is not None and t.size != size:
             self.fail(f"{path}: {t.size} values, expected {size}{what}")
+        if self.check_only:
+            return np.broadcast_to(np.zeros(1, self.dtype), (t.size,))
         return t.values.astype(self.dtype)
 
     def bias(self, path: str) -> np.ndarray:
@@ -301,7 +307,7 @@ class _Layers:
         elif bias is not None and bias.size != outputs:
             self.fail(f"{b}: {bias.size} values, expected {outputs}")
         wv = self.values(w, outputs * inputs, f" ({outputs}×{inputs})")
-        return Dense(np.ascontiguousarray(wv.reshape(outputs, inputs).T), bias, activation)
+        return Dense(self.contig(wv.reshape(outputs, inputs).T), bias, activation)
 
     def norm(self, gammas: str, betas: str, channels: int, eps: float) -> Norm:
         return Norm(self.values(gammas, channels), self.values(betas, channels), eps)
@@ -341,7 +347,7 @@ def _encoder(r: _Layers, prefix: str, embedding: int, heads: int, smolgen_w: str
         if compress.size % embedding:
             r.fail(f"{s}.compress: {compress.size} values is not a multiple of the embedding size {embedding}")
         hidden_channels = compress.size // embedding
-        compress_fc = Dense(np.ascontiguousarray(compress.reshape(hidden_channels, embedding).T), None)
+        compress_fc = Dense(r.contig(compress.reshape(hidden_channels, embedding).T), None)
         dense1 = r.dense(f"{s}.dense1_w", f"{s}.dense1_b", SQUARES * hidden_channels, smolgen_act)
         ln1s = r.norm(f"{s}.ln1_gammas", f"{s}.ln1_betas", dense1.b.size, SMOLGEN_EPS)
         dense2 = r.dense(f"{s}.dense2_w", f"{s}.dense2_b", dense1.b.size, smolgen_act)
@@ -352,7 +358,7 @@ def _encoder(r: _Layers, prefix: str, embedding: int, heads: int, smolgen_w: str
         if smolgen_w is None or not r.present(smolgen_w):
             r.fail(f"smolgen_w: missing (encoder layer {prefix} has smolgen)")
         shared = r.values(smolgen_w, SQUARES * SQUARES * (gen // heads), f" ({SQUARES * SQUARES}×{gen // heads})")
-        shared = np.ascontiguousarray(shared.reshape(SQUARES * SQUARES, gen // heads).T)
+        shared = r.contig(shared.reshape(SQUARES * SQUARES, gen // heads).T)
         layer.smolgen = Smolgen(compress_fc, dense1, ln1s, dense2, ln2s, shared)
     return layer
 
@@ -506,7 +512,7 @@ def _policy_head(r: _Layers, name: str, channels: int, fmt: Lc0Format) -> Policy
     d = wq.b.size
     wk = r.dense(f"{pre}ip3_pol_w", f"{pre}ip3_pol_b", width, outputs=d)
     ppo = r.values(f"{pre}ip4_pol_w", 4 * d, f" (4×{d})").reshape(4, d).T
-    return PolicyHead(embed, encoders, wq, wk, np.ascontiguousarray(ppo))
+    return PolicyHead(embed, encoders, wq, wk, r.contig(ppo))
 
 
 def _value_head(r: _Layers, name: str, embedding: int, fmt: Lc0Format, outputs: int) -> ValueHead:
@@ -534,9 +540,10 @@ def check_value_head(net: Network, value_head: str | None) -> None:
     _choose(net, "value", value_head, value_head_names(net))
 
 
-def structure_problems(net: Network) -> list[str]:
+def structure_problems(net: Network, decode: bool = True) -> list[str]:
     """Every problem preparing `net`'s attention layers meets, for each head lc0 offers (each names
-    its layer); empty when every head can be evaluated. For `verify`."""
+    its layer); empty when every head can be evaluated. For `verify`; decode=False checks the sizes
+    only, without decoding a tensor (for readers)."""
     from lcconvert.errors import LcconvertError
 
     if net.attention is None:
@@ -546,19 +553,24 @@ def structure_problems(net: Network) -> list[str]:
     if fmt.attention_body:
         tries = [dict(policy_head=p) for p in policy_head_names(net)]
         tries += [dict(value_head=v) for v in value_head_names(net)[1:]]
-        prepare = lambda kw: AttentionBody.prepare(net, **kw)  # noqa: E731
+        prepare = lambda kw: AttentionBody.prepare(net, **kw, check_only=not decode)  # noqa: E731
     else:
         channels = net.input.out_channels
         if channels is None:
             return ["input: no biases, means or variances: cannot tell the filter count"]
         tries = [dict(policy_head=p) for p in policy_head_names(net)]
-        prepare = lambda kw: AttentionPolicy.prepare(net, channels, **kw)  # noqa: E731
+        prepare = lambda kw: AttentionPolicy.prepare(net, channels, **kw, check_only=not decode)  # noqa: E731
+    # A reader (decode=False) reports bad shapes only: a feature lc0 refuses (RPE) is refused where
+    # the network is evaluated, and the file can still be inspected and copied.
+    caught = LcconvertError if decode else NetworkError
     for kw in tries:
         try:
             prepare(kw)
-        except LcconvertError as e:
+        except caught as e:
             if e.problem not in problems:
                 problems.append(e.problem)
+        except UnsupportedError:
+            pass
     return problems
 
 
@@ -583,11 +595,12 @@ class AttentionPolicy:
     name: str = DEFAULT_POLICY_HEAD
 
     @classmethod
-    def prepare(cls, net: Network, channels: int, policy_head: str | None = None, dtype=np.float32):
+    def prepare(cls, net: Network, channels: int, policy_head: str | None = None, dtype=np.float32,
+                check_only: bool = False):
         fmt = lc0_format(net)
         _check_supported(net, fmt)
         name = _choose(net, "policy", policy_head, policy_head_names(net))
-        return cls(_policy_head(_Layers(net, dtype), name, channels, fmt), name)
+        return cls(_policy_head(_Layers(net, dtype, check_only), name, channels, fmt), name)
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
         """tokens [N, 64, C] (the body's output, square-major) → policy logits [N, 1858]."""
@@ -618,7 +631,7 @@ class AttentionBody:
 
     @classmethod
     def prepare(cls, net: Network, policy_head: str | None = None, value_head: str | None = None,
-                dtype=np.float32) -> "AttentionBody":
+                dtype=np.float32, check_only: bool = False) -> "AttentionBody":
         fmt = lc0_format(net)
         path = net.source.path
         if not fmt.attention_body:
@@ -628,7 +641,7 @@ class AttentionBody:
         _check_supported(net, fmt)
         policy_name = _choose(net, "policy", policy_head, policy_head_names(net))
         value_name = _choose(net, "value", value_head, value_head_names(net))
-        r = _Layers(net, dtype)
+        r = _Layers(net, dtype, check_only)
         att = net.attention
         preproc = None
         if fmt.pe_dense:
@@ -645,7 +658,7 @@ class AttentionBody:
         if r.present("ip_mult_gate") and r.present("ip_add_gate"):
             mult = r.values("ip_mult_gate", e * SQUARES, f" ({e}×64)").reshape(e, SQUARES).T
             add = r.values("ip_add_gate", e * SQUARES, f" ({e}×64)").reshape(e, SQUARES).T
-            gates = (np.ascontiguousarray(mult), np.ascontiguousarray(add))
+            gates = (r.contig(mult), r.contig(add))
         layers = att.repeated("encoder")
         alpha = float((2.0 * layers) ** -0.25) if layers else 1.0
         embed_ffn = None

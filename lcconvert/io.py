@@ -10,7 +10,7 @@ from __future__ import annotations
 from lcconvert import files
 from lcconvert.codecs import Encoding
 from lcconvert.constants import LINEAR16_FORMAT, Family
-from lcconvert.errors import FormatError, UnsupportedError
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError
 from lcconvert.formats import detect, gz, lc0_proto
 from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
@@ -43,6 +43,14 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
                                 "(a version number on the first line)")
     net.source.compressed = compressed
     net.source.size_bytes = len(raw)
+    if strict and net.attention is not None:
+        # Attention layers: every shape as lc0 would use it, each problem naming its layer (sizes only).
+        from lcconvert.forward_attention import structure_problems
+
+        problems = structure_problems(net, decode=False)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise NetworkError(path, problems[0] + more)
     return net
 
 

@@ -65,6 +65,25 @@ def test_eval_mismatched_encoder_layer_is_exit_2(tmp_path, run_cli):
     assert r.exit_code == 1 and "encoder.0.ffn.dense2_b: 31 values, expected 32" in r.stdout
 
 
+def test_reader_names_a_bad_layer_for_every_command(tmp_path, run_cli):
+    def bad(w):
+        w.policy_heads.opponent.ip4_pol_w.params = w.policy_heads.opponent.ip4_pol_w.params[:-2]
+    src = _write_edited(tmp_path / "bad.pb.gz", MULTI, bad)
+    out = tmp_path / "out.pb.gz"
+    for args in (("convert", src, out), ("inspect", src), ("diff", MULTI, src), ("fold-bias", src, out)):
+        r = run_cli(*args)
+        assert r.exit_code == 2 and not out.exists(), args
+        assert r.stderr.strip() == f"lcconvert: {src}: policy_heads.opponent.ip4_pol_w: 255 values, expected 256 (4×64)"
+
+
+def test_rpe_net_is_read_but_not_evaluated(tmp_path, run_cli):
+    src = _write_edited(tmp_path / "rpe.pb.gz", BODY, lambda w: w.encoder[0].mha.rpe_q.CopyFrom(w.encoder[0].mha.q_b))
+    assert run_cli("inspect", src).exit_code == 0
+    r = run_cli("eval", src, "--planes", ATTENTION / "attn-body-headformat.lc0.npz")
+    assert r.exit_code == 2 and r.stderr.strip() == (f"lcconvert: {src}: encoder.0.mha: RPE weights file not supported "
+                                                     "(lc0 refuses relative position encodings the same way)")
+
+
 def test_missing_head_is_exit_2(tmp_path, run_cli):
     src = _write_edited(tmp_path / "nohead.pb.gz", MULTI, lambda w: w.policy_heads.ClearField("vanilla"))
     out = tmp_path / "out.pb.gz"
