@@ -127,11 +127,6 @@ def lc0_format(net: Network) -> Lc0Format:
                      smolgen_activation=smolgen_name, ffn_activation=ffn_name, rewrites=tuple(rewrites))
 
 
-def is_attention(net: Network) -> bool:
-    """Whether `net` has attention layers this module evaluates (body or policy head)."""
-    return net.attention is not None
-
-
 # -- activations and the elementary steps ([ACT], [FC], [LN]) ---------------------------------------
 
 def mish(x: np.ndarray) -> np.ndarray:

@@ -223,3 +223,24 @@ def test_headcount_and_layers_read(nets):
     assert att.has("value_heads.q") and att.get("value_heads.q.ip_val_err_w").size == 128
     assert nets["conv-attnpolicy"].attention.count("pol_headcount") == 2
     assert copy.copy(att).tensors is att.tensors
+
+
+# -- a network never read from a file ---------------------------------------------------------------
+
+def test_synthetic_network_written_without_template_round_trips(tmp_path):
+    from lcconvert import pipeline
+    from lcconvert.synth_attention import make_attention_network
+
+    net = make_attention_network(embedding=32, layers=2, heads=4, ffn=48, seed=1)
+    planes = np.load(ATTENTION / "attn-multihead.lc0.npz")["planes"]
+    before = forward.evaluate(net, planes, dtype=np.float64)
+    path = tmp_path / "synth.pb.gz"
+    pipeline.save(net, str(path))
+    back = io.load(str(path))
+    assert set(back.attention.tensors) == set(net.attention.tensors)
+    assert back.attention.count("headcount") == 4 and back.attention.repeated("encoder") == 2
+    after = forward.evaluate(back, planes, dtype=np.float64)
+    assert np.array_equal(before.policy_logits, after.policy_logits)  # FLOAT32 layers: exact
+    assert np.array_equal(before.wdl, after.wdl) and np.array_equal(before.moves_left, after.moves_left)
+    assert lc0_proto.write(back) == gzip.decompress(path.read_bytes())
+    assert back.min_version == (0, 33, 0)  # FLOAT32 layers
