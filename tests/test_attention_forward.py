@@ -244,3 +244,89 @@ def test_synthetic_network_written_without_template_round_trips(tmp_path):
     assert np.array_equal(before.wdl, after.wdl) and np.array_equal(before.moves_left, after.moves_left)
     assert lc0_proto.write(back) == gzip.decompress(path.read_bytes())
     assert back.min_version == (0, 33, 0)  # FLOAT32 layers
+
+
+# -- an independent, slow reading of lc0's BLAS code (float64, one position and one head at a time) --
+
+def _reference(net, planes, act, ffn_act, smolgen_act):
+    """The attention body of a PE_DENSE multi-head file as network_blas.cc computes it, written plainly."""
+    att = net.attention
+    g = lambda p: att.get(p).values.astype(np.float64)  # noqa: E731
+    fn = {"mish": lambda x: x * np.tanh(np.log1p(np.exp(x))), "relu": lambda x: np.maximum(x, 0),
+          "swish": lambda x: x / (1 + np.exp(-x)), "selu": lambda x: np.where(x > 0, 1.05070098 * x,
+                                                                              1.05070098 * 1.67326324 * (np.exp(x) - 1)),
+          "tanh": np.tanh, "none": lambda x: x}
+
+    def fc(x, w, b=None, a="none"):
+        wm = g(w).reshape(-1, x.shape[-1])
+        y = x @ wm.T
+        return fn[a](y + g(b)) if b else y
+
+    def ln(x, gam, bet, eps):
+        m = x.mean(-1, keepdims=True)
+        v = ((x - m) ** 2).mean(-1, keepdims=True)
+        return (x - m) / np.sqrt(v + eps) * g(gam) + g(bet)
+
+    results = []
+    layers, heads = att.repeated("encoder"), att.count("headcount")
+    alpha = (2.0 * layers) ** -0.25
+    for p in planes.reshape(-1, 112, 64).astype(np.float64):
+        tok = p.T  # [square][plane]
+        pre = fc(tok[:, :12].reshape(-1), "ip_emb_preproc_w", "ip_emb_preproc_b").reshape(64, -1)
+        x = fc(np.concatenate([tok, pre], 1), "ip_emb_w", "ip_emb_b", act)
+        x = ln(x, "ip_emb_ln_gammas", "ip_emb_ln_betas", 1e-3)
+        x = x * g("ip_mult_gate").reshape(-1, 64).T + g("ip_add_gate").reshape(-1, 64).T
+        f = fc(fc(x, "ip_emb_ffn.dense1_w", "ip_emb_ffn.dense1_b", ffn_act), "ip_emb_ffn.dense2_w", "ip_emb_ffn.dense2_b")
+        x = ln(alpha * f + x, "ip_emb_ffn_ln_gammas", "ip_emb_ffn_ln_betas", 1e-3)
+        for i in range(layers):
+            e, s = f"encoder.{i}", f"encoder.{i}.mha.smolgen"
+            q, k, v = (fc(x, f"{e}.mha.{n}_w", f"{e}.mha.{n}_b") for n in "qkv")
+            h = fc(x, f"{s}.compress").reshape(-1)
+            h = ln(fc(h, f"{s}.dense1_w", f"{s}.dense1_b", smolgen_act), f"{s}.ln1_gammas", f"{s}.ln1_betas", 1e-3)
+            h = ln(fc(h, f"{s}.dense2_w", f"{s}.dense2_b", smolgen_act), f"{s}.ln2_gammas", f"{s}.ln2_betas", 1e-3)
+            gen = h.reshape(heads, -1) @ g("smolgen_w").reshape(4096, -1).T
+            depth = q.shape[1] // heads
+            out = np.zeros_like(q)
+            for hd in range(heads):
+                cols = slice(hd * depth, (hd + 1) * depth)
+                logits = q[:, cols] @ k[:, cols].T / np.sqrt(depth) + gen[hd].reshape(64, 64)
+                w = np.exp(logits - logits.max(1, keepdims=True))
+                out[:, cols] = (w / w.sum(1, keepdims=True)) @ v[:, cols]
+            x = ln(alpha * fc(out, f"{e}.mha.dense_w", f"{e}.mha.dense_b") + x, f"{e}.ln1_gammas", f"{e}.ln1_betas", 1e-3)
+            f = fc(fc(x, f"{e}.ffn.dense1_w", f"{e}.ffn.dense1_b", ffn_act), f"{e}.ffn.dense2_w", f"{e}.ffn.dense2_b")
+            x = ln(alpha * f + x, f"{e}.ln2_gammas", f"{e}.ln2_betas", 1e-3)
+        pol = fc(x, "policy_heads.ip_pol_w", "policy_heads.ip_pol_b", act)
+        pq = fc(pol, "policy_heads.vanilla.ip2_pol_w", "policy_heads.vanilla.ip2_pol_b")
+        pk = fc(pol, "policy_heads.vanilla.ip3_pol_w", "policy_heads.vanilla.ip3_pol_b")
+        qk = pq @ pk.T / np.sqrt(pq.shape[1])
+        off = pk[56:] @ g("policy_heads.vanilla.ip4_pol_w").reshape(4, -1).T  # [to file][q r b n]
+        full = np.zeros(4288)
+        full[:4096] = qk.reshape(-1)
+        for ff in range(8):
+            for tf in range(8):
+                for pc in range(3):
+                    full[4096 + 24 * ff + 3 * tf + pc] = qk[48 + ff, 56 + tf] + off[tf, pc] + off[tf, 3]
+        logits = full[policy_map.attention_policy_gather()]
+        val = fc(x, "value_heads.winner.ip_val_w", "value_heads.winner.ip_val_b", act).reshape(-1)
+        val = fc(fc(val, "value_heads.winner.ip1_val_w", "value_heads.winner.ip1_val_b", act),
+                 "value_heads.winner.ip2_val_w", "value_heads.winner.ip2_val_b")
+        wdl = np.exp(val - val.max()) / np.exp(val - val.max()).sum()
+        results.append((logits, wdl))
+    return np.array([r[0] for r in results]), np.array([r[1] for r in results])
+
+
+@pytest.mark.parametrize("default,ffn,smolgen", [(1, 0, 7), (0, 6, 4), (1, 2, 3)])
+def test_matches_a_plain_reading_of_lc0(default, ffn, smolgen):
+    """Activations the lc0 reference files do not cover (relu default, selu FFN, tanh/none smolgen)."""
+    from lcconvert.synth_attention import make_attention_network
+
+    net = make_attention_network(embedding=32, layers=2, heads=4, ffn=48, seed=2)
+    net.format.default_activation, net.format.ffn_activation, net.format.smolgen_activation = default, ffn, smolgen
+    act = "mish" if default == 1 else "relu"
+    name = lambda v: act if v == 0 else {2: "relu", 3: "none", 4: "tanh", 6: "selu", 7: "swish"}[v]  # noqa: E731
+    planes = np.load(ATTENTION / "attn-multihead.lc0.npz")["planes"][:3]
+    logits, wdl = _reference(net, planes, act, name(ffn), name(smolgen))
+    out = forward.evaluate(net, planes, dtype=np.float64)
+    # Both float64 over the same parameters: only the order of operations differs.
+    assert np.abs(out.policy_logits - logits).max() < 1e-9
+    assert np.abs(out.wdl - wdl).max() < 1e-9
