@@ -66,9 +66,8 @@ HEAD_LABELS = {"policy": "policy (probabilities)", "value": "value (Q or tanh)",
 
 def check(net: Network) -> list[str]:
     """Every structural, numeric and format-enum problem of `net`, each naming its block."""
-    from lcconvert.shapes import structure_problems, value_problems
-
     from lcconvert.forward_attention import structure_problems as attention_problems
+    from lcconvert.shapes import structure_problems, value_problems
 
     problems = list(structure_problems(net))
     problems += attention_problems(net)
@@ -255,6 +254,12 @@ def _interface_reasons(net: Network, ref: Network) -> list[str]:
                                    ("moves-left head", net.has_moves_left, ref.has_moves_left)):
         if has_ref and not has_net:
             reasons.append(f"REF has a {what}, NET has none")
+    from lcconvert.forward_attention import policy_head_names, value_head_names
+
+    for kind, names in (("policy", policy_head_names), ("value", value_head_names)):
+        missing = [h for h in names(ref) if h not in names(net)]
+        if missing:
+            reasons.append(f"REF has {kind} head(s) {', '.join(missing)}, NET has not")
     return reasons
 
 

@@ -241,3 +241,9 @@ def test_layer_norm_statistics(run_cli):
     assert "residual.3.conv2" in text and "pol_encoder.0.ln2" in text and "layer-norm betas" in text
     layers = run_cli("inspect", BODY, "--layers").stdout
     assert "encoder.1.mha.smolgen.dense2_w" in layers and "74 tensors, 312,924 parameters" in layers
+
+
+def test_verify_against_notices_a_dropped_head(tmp_path, run_cli):
+    src = _write_edited(tmp_path / "fewer.pb.gz", MULTI, lambda w: w.value_heads.ClearField("st"))
+    r = run_cli("verify", src, "--against", MULTI, "--positions", "4")
+    assert r.exit_code == 1 and "REF has value head(s) st, NET has not" in r.stderr
