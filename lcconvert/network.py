@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from lcconvert.attention import AttentionWeights
 from lcconvert.constants import (
     ACTIVATION_RELU,
     ATTENTION_NETWORKS,
@@ -35,7 +36,6 @@ from lcconvert.constants import (
     VALUE_WDL,
     Family,
 )
-from lcconvert.attention import AttentionWeights
 from lcconvert.errors import NetworkError
 from lcconvert.tensor import Tensor
 
