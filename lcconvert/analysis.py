@@ -126,13 +126,15 @@ def chess_inputs(positions: list[ChessPosition], input_format: int, fill: str, c
 
 def analyse_chess(net: Network, net_path: str, positions: list[ChessPosition], fill: str = encoder.DEFAULT_FILL,
                   top: int = 5, temperature: float = 1.0, chess960: bool = False,
-                  semantics: str = "modern") -> Analysis:
+                  semantics: str = "modern", policy_head: str | None = None,
+                  value_head: str | None = None) -> Analysis:
     _check_family(net, net_path, Family.CHESS, positions[0].label)
     input_format = net.format.input or 1
     if input_format not in encoder.INPUT_FORMATS:
         raise UnsupportedError(net_path, f"input format {input_format}: lc0 has no encoder for it")
     planes, histories, transforms = chess_inputs(positions, input_format, fill, chess960)
-    out = forward.evaluate(net, planes, semantics=semantics, source=net_path)
+    out = forward.evaluate(net, planes, semantics=semantics, source=net_path, policy_head=policy_head,
+                           value_head=value_head)
     results = []
     for i, (pos, history, transform) in enumerate(zip(positions, histories, transforms)):
         board = history.board

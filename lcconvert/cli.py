@@ -84,9 +84,13 @@ def _print_notes(notes):
 @checkpoint_options
 def convert(src, out, to, encoding, force, checkpoint_options):
     """Convert the network IN to OUT (any readable format to any format that can hold it)."""
-    from lcconvert import pipeline
+    from lcconvert import pipeline, verify
 
-    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force,
+    # Re-encoding an attention network is checked against IN before anything is written.
+    check = pipeline.Check(verify.compare, failure="the re-encoded network does not compute what IN computes",
+                           applies=lambda net: net.attention is not None) if encoding else None
+    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force, check=check,
+                                  on_checked=lambda report: click.echo(report.render(), err=True),
                                   checkpoint_options=checkpoint_options)
     _print_notes(written.notes)
     if out != "-":
@@ -286,9 +290,13 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
               help="Batch norm as lc0 ≥ 0.21 computes it, or as lc0 ≤ 0.19 / Leela Zero (γ, β ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--policy-head", metavar="NAME", help="Multi-head networks: lc0's policy head (default vanilla; "
+                                                    "`inspect` lists them).")
+@click.option("--value-head", metavar="NAME", help="Multi-head networks: lc0's value head (default winner).")
 @checkpoint_options
 def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, sgf_path, sgf_move, history_fill,
-          top, policy_temperature, chess960, out_path, semantics, as_json, force, checkpoint_options):
+          top, policy_temperature, chess960, out_path, semantics, as_json, force, policy_head, value_head,
+          checkpoint_options):
     """Evaluate the network NET on positions or input planes.
 
     Positions (chess: --fen/--moves, --pgn, --epd; Go: --moves, --sgf) are encoded as the engine does and
@@ -322,7 +330,8 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
         from lcconvert import forward
 
         planes = io.load_planes(planes_path)
-        outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path)
+        outputs = forward.evaluate(net, planes, semantics=semantics, source=planes_path, policy_head=policy_head,
+                                   value_head=value_head)
         arrays, payload, text = outputs.arrays(), {"semantics": semantics, **outputs.to_dict()}, None
     else:
         from lcconvert import analysis
@@ -352,7 +361,7 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
                 chess_positions = [ChessPosition(label, fen or chess.STARTING_FEN, tuple((move_text or "").split()))]
             result = analysis.analyse_chess(net, net_path, chess_positions, fill=history_fill, top=top,
                                             temperature=policy_temperature, chess960=chess960,
-                                            semantics=semantics)
+                                            semantics=semantics, policy_head=policy_head, value_head=value_head)
         arrays, payload, text = result.arrays, result.to_dict(), result.render()
     if out_path:
         buf = _io.BytesIO()

@@ -39,6 +39,20 @@ POLICY_CLASSICAL, POLICY_CONVOLUTION, POLICY_ATTENTION = 1, 2, 3
 VALUE_CLASSICAL, VALUE_WDL, VALUE_PARAM = 1, 2, 3
 MOVES_LEFT_NONE, MOVES_LEFT_V1 = 0, 1
 ACTIVATION_RELU, ACTIVATION_MISH = 0, 1
+NETWORK_ATTENTIONBODY_WITH_HEADFORMAT, NETWORK_ATTENTIONBODY_WITH_MULTIHEADFORMAT = 6, 7
+NETWORK_AB_LEGACY_WITH_MULTIHEADFORMAT = 134
+# NetworkFormat.ActivationFunction (smolgen_activation, ffn_activation): a different enum from
+# default_activation's DefaultActivation (RELU = 0, MISH = 1) above.
+ACTIVATION_FUNCTIONS = {0: "default", 1: "mish", 2: "relu", 3: "none", 4: "tanh", 5: "sigmoid", 6: "selu",
+                        7: "swish", 8: "relu_2", 9: "softmax"}
+ACTIVATION_FN_DEFAULT, ACTIVATION_FN_RELU_2, ACTIVATION_FN_SWISH = 0, 8, 7
+# NetworkFormat.InputEmbeddingFormat.
+INPUT_EMBEDDING_NONE, INPUT_EMBEDDING_PE_MAP, INPUT_EMBEDDING_PE_DENSE = 0, 1, 2
+# Head names lc0's backends accept for their `policy_head` / `value_head` options, in the order
+# lc0's MultiHeadWeights reads them (src/neural/network_legacy.cc), with the protobuf field of each.
+POLICY_HEADS = {"vanilla": "vanilla", "optimistic": "optimistic_st", "soft": "soft", "opponent": "opponent"}
+VALUE_HEADS = {"winner": "winner", "q": "q", "st": "st"}
+DEFAULT_POLICY_HEAD, DEFAULT_VALUE_HEAD = "vanilla", "winner"
 # Format.weights_encoding = LINEAR16: lc0 before v0.33 refuses any other value.
 LINEAR16_FORMAT = 1
 

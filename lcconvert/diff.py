@@ -70,6 +70,12 @@ class DiffReport:
 
 
 def _architecture(net: Network) -> dict:
+    if net.has_attention_body:
+        att = net.attention
+        emb = att.get("ip_emb_b")
+        return {"family": net.family.value, "body": "attention", "encoders": att.repeated("encoder"),
+                "embedding": emb.size if emb is not None else None, "heads": att.count("headcount"),
+                "policy": net.format.policy_kind, "value_outputs": net.value_outputs}
     return {
         "family": net.family.value,
         "blocks": net.blocks,
@@ -82,6 +88,9 @@ def _architecture(net: Network) -> dict:
 
 
 def _describe(arch: dict) -> str:
+    if arch.get("body") == "attention":
+        return (f"{arch['family']}, attention body: {arch['encoders']} encoder layers x {arch['embedding']} "
+                f"embedding, {arch['heads']} heads")
     se = f", SE {arch['se_channels']}" if arch["se_channels"] else ""
     return f"{arch['family']}, {arch['blocks']} blocks x {arch['filters']} filters{se}"
 
@@ -89,7 +98,9 @@ def _describe(arch: dict) -> str:
 def architecture_problems(a: Network, b: Network) -> list[str]:
     """Why A and B cannot be compared tensor by tensor; empty when they can."""
     arch_a, arch_b = _architecture(a), _architecture(b)
-    problems = [f"{k}: A has {arch_a[k]}, B has {arch_b[k]}" for k in arch_a if arch_a[k] != arch_b[k]]
+    keys = list(arch_a) + [k for k in arch_b if k not in arch_a]
+    problems = [f"{k}: A has {arch_a.get(k, '-')}, B has {arch_b.get(k, '-')}" for k in keys
+                if arch_a.get(k) != arch_b.get(k)]
     if problems:
         return problems
     sizes_b = {name: t.size for name, t in b.tensors()}
@@ -174,8 +185,8 @@ def _metadata(a: Network, b: Network) -> list[dict]:
 def compare(a: Network, b: Network) -> DiffReport:
     """Per-tensor max/mean absolute and relative L2 differences of B against A."""
     for net in (a, b):
-        if net.attention_body or net.format.is_attention:
-            raise UnsupportedError(net.source.path, "attention network: diff compares convolution networks only")
+        if net.attention_body and net.attention is None:
+            raise UnsupportedError(net.source.path, "ONNX network: diff compares networks with modelled layers")
     problems = architecture_problems(a, b)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

@@ -419,6 +419,25 @@ def _set_block(net: Network, name: str, block: ConvBlock) -> None:
         setattr(net, name, block)
 
 
+def _attention_body(net: Network, gamma_into, beta_into, encoding, train_epsilon, engine_epsilon):
+    """An attention body normalizes with layer norms — statistics of each position's own activations,
+    computed at run time — so there is no stored batch norm to fold: the network is returned as it is
+    (re-encoded only when an encoding is asked for)."""
+    eps_t = net.epsilon if train_epsilon is None else float(train_epsilon)
+    report = FoldReport(beta_into=beta_into, gamma_into=gamma_into,
+                        encoding=Encoding(encoding).label if encoding is not None else None,
+                        train_epsilon=eps_t, engine_epsilon=float(engine_epsilon),
+                        min_version_before=net.min_version, min_version_after=net.min_version,
+                        nothing_to_fold="attention body (its layer norms use each position's own statistics, "
+                                        "not stored ones); the file is left as it is")
+    if encoding is not None and any(t.encoding is not Encoding(encoding) for _, t in net.tensors()):
+        net, notes = reencode(net, encoding)
+        report.notes.append(f"every layer re-encoded as {Encoding(encoding).name}")
+        report.notes += notes
+        report.min_version_after = net.min_version
+    return net, report
+
+
 def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encoding: Encoding | None = None,
          train_epsilon: float | None = None, engine_epsilon: float = ENGINE_EPSILON) -> tuple[Network, FoldReport]:
     """A network computing, under legacy semantics, what `net` computes under modern semantics.
@@ -433,8 +452,10 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
         raise ValueError(f"beta_into must be one of {BETA_INTO}")
     if gamma_into not in GAMMA_INTO:
         raise ValueError(f"gamma_into must be one of {GAMMA_INTO}")
-    if net.attention_body or net.format.is_attention:
-        raise UnsupportedError(path, "attention network: not a batch-norm network")
+    if net.attention_body and net.attention is None:
+        raise UnsupportedError(path, "attention network: not a batch-norm network (its attention layers were not read)")
+    if net.has_attention_body:
+        return _attention_body(net, gamma_into, beta_into, encoding, train_epsilon, engine_epsilon)
     eps_t = net.epsilon if train_epsilon is None else float(train_epsilon)
     eps_e = float(engine_epsilon)
     if not (eps_t >= 0 and eps_e >= 0 and np.isfinite(eps_t) and np.isfinite(eps_e)):

@@ -62,6 +62,8 @@ class FoldReport:
     min_version_after: tuple[int, int, int] | None
     blocks: list[BlockReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Why there was no batch norm at all to fold (an attention body); None for batch-norm networks.
+    nothing_to_fold: str | None = None
 
     @property
     def folded(self) -> list[BlockReport]:
@@ -97,6 +99,7 @@ class FoldReport:
             "strategies": self.strategies(), "changed": self.changed,
             "worst_error": self.worst_error, "worst_block": worst.name if worst else None,
             "blocks": [b.to_dict() for b in self.blocks], "notes": list(self.notes),
+            "nothing_to_fold": self.nothing_to_fold,
         }
 
 
@@ -107,6 +110,8 @@ _SHORT = {"weights": "W", "biases": "b", "means": "μ", "variances": "σ²", "ga
 
 def render(report: FoldReport) -> str:
     """The plain-text summary `fold-bias` prints."""
+    if report.nothing_to_fold:
+        return "\n".join([f"no batch norm to fold: {report.nothing_to_fold}"] + [f"note: {n}" for n in report.notes])
     counts = ", ".join(f"{n} {s}" for s, n in sorted(report.strategies().items()))
     lines = [f"folded {len(report.folded)} of {len(report.blocks)} batch-norm blocks "
              f"(gamma into {report.gamma_into}: {counts}; beta into {report.beta_into}"

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert import shapes
+from lcconvert import forward_attention, shapes
 from lcconvert.constants import (
     ACTIVATION_MISH,
     ACTIVATION_RELU,
     ENGINE_EPSILON,
     GO_BLACK_TO_MOVE_PLANE,
     NETWORK_ONNX,
+    POLICY_ATTENTION,
     POLICY_CLASSICAL,
     POLICY_CONVOLUTION,
     VALUE_CLASSICAL,
@@ -96,14 +97,15 @@ class Outputs:
         return "\n".join(lines)
 
 
-def evaluate(net: Network, planes, semantics: str = "modern", dtype=np.float32, source: str = "<planes>") -> Outputs:
+def evaluate(net: Network, planes, semantics: str = "modern", dtype=np.float32, source: str = "<planes>",
+             policy_head: str | None = None, value_head: str | None = None) -> Outputs:
     """Evaluate `net` on a batch of input planes (see `Model`); `source` names the planes in errors.
 
     Outputs that are not finite (finite weights large enough to overflow the
     arithmetic) are refused with NetworkError rather than returned: a NaN is not
     an evaluation.
     """
-    outputs = Model(net, semantics, dtype)(planes, source=source)
+    outputs = Model(net, semantics, dtype, policy_head=policy_head, value_head=value_head)(planes, source=source)
     for name, arr in outputs.arrays().items():
         bad = ~np.isfinite(arr)
         if bad.any():
@@ -117,11 +119,11 @@ def supported_problem(net: Network) -> str | None:
     """Why `net` cannot be evaluated here, or None."""
     if net.format.network_kind == NETWORK_ONNX:
         return "ONNX network: not evaluated"
-    if net.attention_body or net.format.is_attention:
-        return "attention network: not evaluated"
+    if (net.attention_body or net.format.is_attention) and net.attention is None:
+        return "attention network: not evaluated (no attention layers were read)"
     if net.format.value_kind not in (VALUE_CLASSICAL, VALUE_WDL):
         return f"value head format {net.format.value_kind}: not evaluated"
-    if net.format.policy_kind not in (POLICY_CLASSICAL, POLICY_CONVOLUTION):
+    if net.format.policy_kind not in (POLICY_CLASSICAL, POLICY_CONVOLUTION, POLICY_ATTENTION):
         return f"policy head format {net.format.policy_kind}: not evaluated"
     if net.format.activation not in (ACTIVATION_RELU, ACTIVATION_MISH):
         return f"activation {net.format.activation}: not evaluated"
@@ -173,22 +175,31 @@ class Model:
     """A network prepared for repeated evaluation in one semantics and dtype.
 
     Preparing decodes the tensors and folds each batch norm into its weight
-    matrix once; `Model(planes)` then costs only the matrix products.
+    matrix once; `Model(planes)` then costs only the matrix products. Attention
+    bodies are evaluated by `forward_attention.AttentionBody`; a convolution body
+    with an attention policy head runs its tower here and the head there.
+    `policy_head`/`value_head` pick a head of a multi-head network (lc0's names).
     """
 
-    def __init__(self, net: Network, semantics: str = "modern", dtype=np.float32):
+    def __init__(self, net: Network, semantics: str = "modern", dtype=np.float32,
+                 policy_head: str | None = None, value_head: str | None = None):
         if semantics not in SEMANTICS:
             raise ValueError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
         path = net.source.path
         why = supported_problem(net)
         if why:
             raise UnsupportedError(path, why)
-        shapes.check(net)
         self.net, self.semantics, self.dtype = net, semantics, np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError("dtype must be float32 or float64")
         self.family, self.board = net.family, net.board_size
         self.squares, self.planes = net.squares, net.input_planes
+        self.attention_body = None
+        if net.attention is not None and forward_attention.lc0_format(net).attention_body:
+            # Layer norms only: no batch norm, so modern and legacy semantics are the same network.
+            self.attention_body = forward_attention.AttentionBody.prepare(net, policy_head, value_head, self.dtype)
+            return
+        shapes.check(net)
         self.mish = net.format.activation == ACTIVATION_MISH
         c = net.filters
         conv = lambda block, cin, k: _Conv(block, cin, k, semantics, net.epsilon, self.dtype)  # noqa: E731
@@ -201,7 +212,13 @@ class Model:
                 se = (self._mat(r.se.w1, s, c), self._vec(r.se.b1), self._mat(r.se.w2, 2 * c, s), self._vec(r.se.b2))
             self.tower.append((conv(r.conv1, c, 3), conv(r.conv2, c, 3), se))
         self.conv_policy = net.format.policy_kind == POLICY_CONVOLUTION
-        if self.conv_policy:
+        self.attention_policy = None
+        if net.attention is not None:
+            # The value and moves-left heads of a convolution body are its convolution heads.
+            forward_attention.check_value_head(net, value_head)
+        if net.format.policy_kind == POLICY_ATTENTION:
+            self.attention_policy = forward_attention.AttentionPolicy.prepare(net, c, policy_head, self.dtype)
+        elif self.conv_policy:
             from lcconvert import policy_map
 
             self.policy1 = conv(net.policy1, c, 3)
@@ -289,8 +306,20 @@ class Model:
             raise FormatError(source, "input planes contain non-finite values")
         return np.ascontiguousarray(x.transpose(0, 2, 1))
 
+    def heads(self, planes, choices, source: str = "<planes>") -> list[Outputs]:
+        """Outputs for each (policy head, value head) of `choices` (None: this model's own); an attention
+        body is evaluated once for all of them."""
+        if self.attention_body is None:
+            return [self(planes, source) if c == (None, None) else
+                    Model(self.net, self.semantics, self.dtype, *c)(planes, source) for c in choices]
+        outs = self.attention_body.many(self.input_array(planes, source), choices)
+        return [Outputs(policy=_softmax(o["policy_logits"]), **o) for o in outs]
+
     def __call__(self, planes, source: str = "<planes>") -> Outputs:
         raw = self.input_array(planes, source)  # [N, squares, planes]
+        if self.attention_body is not None:
+            out = self.attention_body(raw)
+            return Outputs(policy=_softmax(out["policy_logits"]), **out)
         n, b, c = raw.shape[0], self.board, self.input.cout
         x = np.ascontiguousarray(raw.reshape(n, b, b, self.planes).transpose(1, 0, 2, 3))
         # One row-im2col buffer per input width, reused by every 3×3 convolution of that
@@ -316,7 +345,10 @@ class Model:
             x = self._act(y)
 
         # Policy.
-        if self.conv_policy:
+        if self.attention_policy is not None:
+            # lc0 hands the body's output over NCHW → [square][channel]: tokens [N, 64, C].
+            logits = self.attention_policy(x.transpose(1, 0, 2, 3).reshape(n, self.squares, c))
+        elif self.conv_policy:
             p = conv3(self._act(conv3(x, self.policy1)), self.policy)  # [8, N, 8, 80], no activation
             # lc0 indexes the 80 planes as plane·64 + square.
             logits = p.transpose(1, 3, 0, 2).reshape(n, -1)[:, self.policy_gather]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from lcconvert import files
 from lcconvert.codecs import Encoding
 from lcconvert.constants import LINEAR16_FORMAT, Family
-from lcconvert.errors import FormatError, UnsupportedError
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError
 from lcconvert.formats import detect, gz, lc0_proto
 from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
@@ -43,6 +43,14 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
                                 "(a version number on the first line)")
     net.source.compressed = compressed
     net.source.size_bytes = len(raw)
+    if strict and net.attention is not None:
+        # Attention layers: every shape as lc0 would use it, each problem naming its layer (sizes only).
+        from lcconvert.forward_attention import structure_problems
+
+        problems = structure_problems(net, decode=False)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise NetworkError(path, problems[0] + more)
     return net
 
 
@@ -79,6 +87,9 @@ def default_encoding(net: Network, kind: str, backwards_compatible: bool = False
     writes as LINEAR16), get LINEAR16: the form every engine reads (layers in any
     other encoding need lc0 ≥ 0.33). Layers already LINEAR16 keep their bytes.
     """
+    if net.has_attention_body:
+        # No engine without attention support reads these at all: keep every layer as stored.
+        return None
     if kind == PB and (backwards_compatible or net.source.kind == "checkpoint"):
         return Encoding.LINEAR16
     return None
@@ -88,8 +99,8 @@ def serialize(net: Network, kind: str, encoding: Encoding | None = None) -> tupl
     """The uncompressed bytes of `net` in `kind`, and notes for the user."""
     notes: list[str] = []
     if kind == PB:
-        if encoding is not None and net.attention_body:
-            raise UnsupportedError(net.source.path, "attention network: re-encoding its layers is not supported")
+        if encoding is not None and net.attention_body and net.attention is None:
+            raise UnsupportedError(net.source.path, "ONNX network: re-encoding its layers is not supported")
         if encoding is not None:
             net, notes = reencode(net, encoding)
         else:

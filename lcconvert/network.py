@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from lcconvert.attention import AttentionWeights
 from lcconvert.constants import (
     ACTIVATION_RELU,
     ATTENTION_NETWORKS,
@@ -50,8 +51,12 @@ class NetFormat:
     value: int | None = None
     moves_left: int | None = None
     default_activation: int | None = None
+    smolgen_activation: int | None = None  # ActivationFunction enum (attention bodies)
+    ffn_activation: int | None = None  # ActivationFunction enum (attention bodies)
+    input_embedding: int | None = None  # InputEmbeddingFormat (attention bodies)
 
-    FIELDS = ("input", "output", "network", "policy", "value", "moves_left", "default_activation")
+    FIELDS = ("input", "output", "network", "policy", "value", "moves_left", "default_activation",
+              "smolgen_activation", "ffn_activation", "input_embedding")
 
     # Resolved values: what an engine assumes for an absent field.
     @property
@@ -194,6 +199,9 @@ class Network:
     pb_template: object | None = field(default=None, repr=False)
     # Set by readers when the file has attention-body or ONNX content.
     attention_body: bool = False
+    # The attention-era layers (Weights fields 17-45: embeddings, encoders, attention policy, multi-head
+    # heads) as tensors, when the file has any; None for convolution-only networks and ONNX.
+    attention: AttentionWeights | None = None
 
     # -- derived architecture ------------------------------------------------
     @property
@@ -233,6 +241,14 @@ class Network:
     @property
     def value_outputs(self) -> int:
         return 3 if self.format.value_kind == VALUE_WDL else 1
+
+    @property
+    def has_attention_body(self) -> bool:
+        """An attention body (encoders, no convolution input), as opposed to a convolution body that
+        carries an attention policy head (network 4 + POLICY_ATTENTION) or no attention at all."""
+        att = self.attention
+        return att is not None and (self.format.network_kind in ATTENTION_NETWORKS or att.repeated("encoder") > 0
+                                    or not self.input.present)
 
     @property
     def has_moves_left(self) -> bool:
@@ -276,6 +292,8 @@ class Network:
                 t = getattr(self, fc)
                 if t is not None:
                     yield fc, t
+        if self.attention is not None:
+            yield from self.attention.tensors.items()
 
     @property
     def parameters(self) -> int:
@@ -302,4 +320,6 @@ def _structural_copy(net: Network) -> Network:
     for slot in HEAD_CONV_SLOTS:
         block = getattr(net, slot)
         setattr(new, slot, block.replace() if block is not None else None)
+    if net.attention is not None:
+        new.attention = net.attention.copy()
     return new

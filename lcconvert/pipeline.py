@@ -61,6 +61,8 @@ class Check:
 
     run: Callable[[Network, Network], object]
     failure: str
+    # Which inputs the check is for (None: every input), decided once IN is read.
+    applies: Callable[[Network], bool] | None = None
 
 
 @dataclass
@@ -109,6 +111,8 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
                                     "text weights are always written as decimal float32")
     if encoding is None:
         encoding = io.default_encoding(net, kind, backwards_compatible=backwards_compatible)
+    if check is not None and check.applies is not None and not check.applies(net):
+        check = None
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
     data, notes = io.serialize(result, kind, encoding)
     verification = None

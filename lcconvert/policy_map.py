@@ -130,3 +130,40 @@ def conv_policy_gather() -> np.ndarray:
         raise AssertionError("convolution policy map does not reach every output exactly once")
     source.setflags(write=False)
     return source
+
+
+# Attention policy (lc0 src/neural/tables/attention_policy_map.h, kAttnPolicyMap): 64·64 from→to
+# logits, then 8·24 promotion logits at 4096 + 24·from_file + 3·to_file + piece (piece q, r, b) for
+# the rank-7 → rank-8 moves. A from→to pair that is no move of the 1858 maps to nothing; a7a8 as a
+# plain move (the knight promotion) is the from→to logit, as it is for every other plain move.
+ATTENTION_POLICY_SIZE = SQUARES * SQUARES + 8 * 24
+
+
+@functools.lru_cache(maxsize=None)
+def attention_policy_map() -> np.ndarray:
+    """int32 [4288]: the policy index fed by each attention-policy logit, −1 where none (lc0's layout)."""
+    table = np.full(ATTENTION_POLICY_SIZE, -1, dtype=np.int32)
+    index = {m: i for i, m in enumerate(moves())}
+    for frm in range(SQUARES):
+        for to in range(SQUARES):
+            table[frm * SQUARES + to] = index.get(square_name(frm) + square_name(to), -1)
+    for from_file in range(8):
+        for to_file in range(8):
+            for p, piece in enumerate(INDEX_PROMOTION_PIECES):
+                move = f"{FILES[from_file]}7{FILES[to_file]}8{piece}"
+                table[SQUARES * SQUARES + 24 * from_file + 3 * to_file + p] = index.get(move, -1)
+    table.setflags(write=False)
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def attention_policy_gather() -> np.ndarray:
+    """int64 [1858]: for each policy index, the attention-policy logit (of the 4288) it reads."""
+    table = attention_policy_map()
+    source = np.full(POLICY_OUTPUTS, -1, dtype=np.int64)
+    mapped = np.flatnonzero(table >= 0)
+    source[table[mapped]] = mapped
+    if (source < 0).any() or len(mapped) != POLICY_OUTPUTS:
+        raise AssertionError("attention policy map does not reach every output exactly once")
+    source.setflags(write=False)
+    return source

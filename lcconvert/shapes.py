@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lcconvert.constants import CONV_POLICY_PLANES, MOVES_LEFT_V1, POLICY_CONVOLUTION
+from lcconvert.constants import CONV_POLICY_PLANES, MOVES_LEFT_V1, POLICY_ATTENTION, POLICY_CONVOLUTION
 from lcconvert.errors import NetworkError
 from lcconvert.network import ConvBlock, Network
 
@@ -51,8 +51,10 @@ def structure_problems(net: Network) -> list[str]:
     """Every shape inconsistency, each naming its block. Empty when consistent."""
     problems: list[str] = []
     if net.attention_body or net.format.is_attention:
-        # lcconvert reads and writes these without loss but does not model their tensors.
-        return problems
+        if net.attention is None or net.has_attention_body:
+            # ONNX, or an attention body: its layers are checked where they are prepared for
+            # evaluation (forward_attention, naming each layer), not here.
+            return problems
     planes, squares = net.input_planes, net.squares
     c = net.input.out_channels
     if c is None:
@@ -78,6 +80,8 @@ def structure_problems(net: Network) -> list[str]:
         _conv_block(problems, "policy", net.policy, c, CONV_POLICY_PLANES, 3, bn=False)
         if net.policy is not None and net.policy.biases is None:
             problems.append("policy.biases: missing (expected 80 values)")
+    elif net.format.policy_kind == POLICY_ATTENTION:
+        pass  # the attention policy head: checked by forward_attention where it is prepared
     else:
         if net.policy1 is not None:
             problems.append("policy1: present but the policy format is not CONVOLUTION")

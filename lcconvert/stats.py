@@ -117,9 +117,35 @@ class StatsTable:
 
 
 def _require_conv_net(net: Network) -> None:
-    if net.attention_body or net.format.is_attention:
+    if (net.attention_body or net.format.is_attention) and net.attention is None:
         raise UnsupportedError(net.source.path, "attention network: not a batch-norm network, "
                                                 "per-layer statistics cover convolution networks only")
+
+
+SOURCE_LN_BETAS, SOURCE_LN_GAMMAS = "layer-norm betas", "layer-norm gammas"
+
+
+def layer_norms(net: Network):
+    """(name, γ tensor, β tensor) of every layer norm of the attention layers, in file order, named by
+    path without the suffix (`encoder.0.ln1`, `encoder.0.mha.smolgen.ln2`, `ip_emb_ln`)."""
+    if net.attention is None:
+        return
+    for path, gammas in net.attention.tensors.items():
+        if path.endswith("_gammas"):
+            yield path[: -len("_gammas")], gammas, net.attention.get(path[: -len("_gammas")] + "_betas")
+
+
+def _layer_norm_rows(net: Network, kind: str, near_zero: float = NEAR_ZERO_GAMMA) -> list[LayerStats]:
+    """Layer-norm γ or β per layer: per-position statistics at run time, so nothing to fold, but the
+    learned γ/β tell the same story as a batch norm's (what a layer scales up, shifts, switches off)."""
+    rows = []
+    for name, gammas, betas in layer_norms(net):
+        t = gammas if kind == "gammas" else betas
+        if t is None or t.size == 0:
+            continue
+        source = SOURCE_LN_GAMMAS if kind == "gammas" else SOURCE_LN_BETAS
+        rows.append(LayerStats(name, t.size, source, _f64(t), near_zero_bound=near_zero))
+    return rows
 
 
 def _f64(t) -> np.ndarray | None:
@@ -173,6 +199,7 @@ def beta_stats(net: Network) -> StatsTable:
         values, source = effective_betas(block, net.epsilon)
         clip = None if values is None else relu_clip(values, _f64(block.gammas))
         rows.append(LayerStats(name, block.out_channels, source, values, clip))
+    rows += _layer_norm_rows(net, "betas")
     return StatsTable("betas", rows, _beta_summary(rows))
 
 
@@ -186,6 +213,7 @@ def gamma_stats(net: Network, near_zero: float = NEAR_ZERO_GAMMA) -> StatsTable:
             rows.append(LayerStats(name, c, SOURCE_GAMMAS_ABSENT, np.ones(c), near_zero_bound=near_zero))
         else:
             rows.append(LayerStats(name, c, SOURCE_GAMMAS, _f64(block.gammas), near_zero_bound=near_zero))
+    rows += _layer_norm_rows(net, "gammas", near_zero)
     return StatsTable("gammas", rows, _gamma_summary(rows, near_zero))
 
 
@@ -217,14 +245,14 @@ def _beta_summary(rows: list[LayerStats]) -> dict:
         "min": None if allv is None else float(allv.min()),
         "max": None if allv is None else float(allv.max()),
         "fraction_negative": None if allv is None else float(np.mean(allv < 0)),
-        "relu_clip_fraction": _median([r.relu_clip_fraction for r in known]) if known else None,
+        "relu_clip_fraction": _median([r.relu_clip_fraction for r in known if r.relu_clip is not None]),
         "sources": sources,
         "text": text,
     }
 
 
 def _gamma_summary(rows: list[LayerStats], near_zero: float) -> dict:
-    explicit = [r for r in rows if r.source == SOURCE_GAMMAS]
+    explicit = [r for r in rows if r.source in (SOURCE_GAMMAS, SOURCE_LN_GAMMAS)]
     learned = [r for r in explicit if bool(np.any(r.values != 1.0))]
     negative = sum(r.negative for r in rows)
     tiny = sum(r.near_zero for r in rows)
@@ -334,7 +362,7 @@ def render_table(table: StatsTable) -> str:
             continue
         nums = " ".join([_num(r.mean), _num(r.std, "{:8.4f}"), _num(r.min), _num(r.max)])
         if table.kind == "betas":
-            extra = f"{r.fraction_negative:>6.1%} {r.relu_clip_fraction:>9.3f}"
+            extra = f"{r.fraction_negative:>6.1%} {_num(r.relu_clip_fraction, '{:9.3f}'):>9}"
         else:
             extra = f"{r.negative:>4} {r.near_zero:>4}"
         lines.append(f"{start}{nums} {extra}  {r.source}")

@@ -49,9 +49,17 @@ def describe(net: Network) -> dict:
     }
     if net.source.text_version is not None:
         info["text_version"] = net.source.text_version
-    if net.attention_body:
+    if net.attention_body and net.attention is None:
         info.update(blocks=None, filters=None, se_channels=0, policy=fmt["policy"], value=fmt["value"],
                     moves_left=fmt["moves_left"], encodings=None, parameters=None)
+        return info
+    if net.attention is not None:
+        info["attention"] = attention_info(net)
+    if net.has_attention_body:
+        info.update(blocks=0, filters=None, se_channels=0, policy=fmt["policy"].removeprefix("POLICY_"),
+                    value=fmt["value"].removeprefix("VALUE_"), moves_left=fmt["moves_left"] == "MOVES_LEFT_V1",
+                    activation=fmt["default_activation"].removeprefix("DEFAULT_ACTIVATION_"),
+                    encodings=net.encodings, parameters=net.parameters)
         return info
     info.update(
         blocks=net.blocks,
@@ -66,6 +74,77 @@ def describe(net: Network) -> dict:
         conv_fields={name: list(block.present) for name, block in net.conv_blocks()},
     )
     return info
+
+
+def _size(net: Network, path: str) -> int | None:
+    t = net.attention.get(path)
+    return t.size if t is not None else None
+
+
+def _encoder_info(net: Network, prefix: str, embedding: int | None) -> dict | None:
+    """d_model, FFN width and smolgen sizes of the first encoder layer under `prefix`."""
+    att = net.attention
+    if not att.repeated(prefix):
+        return None
+    e = f"{prefix}.0"
+    info = {"layers": att.repeated(prefix), "d_model": _size(net, f"{e}.mha.q_b"),
+            "ffn": _size(net, f"{e}.ffn.dense1_b"), "smolgen": None}
+    if att.has(f"{e}.mha.smolgen"):
+        compress = _size(net, f"{e}.mha.smolgen.compress")
+        info["smolgen"] = {"channels_per_square": compress // embedding if compress and embedding else None,
+                           "hidden": _size(net, f"{e}.mha.smolgen.dense1_b"),
+                           "generated": _size(net, f"{e}.mha.smolgen.dense2_b")}
+    return info
+
+
+def attention_info(net: Network) -> dict:
+    """The attention architecture as lc0 runs it (after its loader's rewrites), and the heads it offers."""
+    from lcconvert import forward_attention as fa
+
+    att, fmt = net.attention, fa.lc0_format(net)
+    embedding = _size(net, "ip_emb_b")
+    info: dict = {
+        "body": "attention" if fmt.attention_body else "convolution",
+        "embedding": embedding if fmt.attention_body else None,
+        "input_embedding": ("PE_DENSE" if fmt.pe_dense else "PE_MAP") if fmt.attention_body else None,
+        "pe_dense_channels": (_size(net, "ip_emb_preproc_b") or 0) // 64 if fmt.pe_dense else None,
+        "gating": att.has("ip_mult_gate") and att.has("ip_add_gate"),
+        "heads": att.count("headcount") if fmt.attention_body else None,
+        "encoder": _encoder_info(net, "encoder", embedding),
+        "activations": {"default": fmt.default_activation, "ffn": fmt.ffn_activation, "smolgen": fmt.smolgen_activation},
+        "policy_heads": fa.policy_head_names(net),
+        "value_heads": fa.value_head_names(net),
+        "lc0_rewrites": list(fmt.rewrites),
+    }
+    if not fmt.attention_body:
+        width = net.ip_pol_b.size if net.ip_pol_b is not None else None
+        info["policy_encoder"] = _encoder_info(net, "pol_encoder", width)
+        info["policy_encoder_heads"] = att.count("pol_headcount")
+    return info
+
+
+def _render_attention(a: dict) -> list[str]:
+    lines = []
+    enc = a.get("encoder")
+    if a["body"] == "attention":
+        emb = a["input_embedding"] + (f" (+{a['pe_dense_channels']} channels/square from the piece planes)"
+                                      if a["input_embedding"] == "PE_DENSE" else "")
+        lines.append(f"  body          attention: {enc['layers'] if enc else 0} encoder layers, embedding "
+                     f"{a['embedding']}, {a['heads']} heads, {emb}" + (", input gating" if a["gating"] else ""))
+    else:
+        enc = a.get("policy_encoder")
+    if enc:
+        sg = enc["smolgen"]
+        smolgen = (f"smolgen {sg['channels_per_square']} ch/square → {sg['hidden']} → {sg['generated']} "
+                   f"({a['activations']['smolgen']})") if sg else "no smolgen"
+        where = "" if a["body"] == "attention" else (f"attention policy: {enc['layers']} encoder layer(s), "
+                                                     f"{a['policy_encoder_heads']} heads, ")
+        lines.append(f"  {'encoders':<13} {where}d_model {enc['d_model']}, FFN {enc['ffn']} "
+                     f"({a['activations']['ffn']}), " + smolgen)
+    lines.append(f"  heads         policy: {', '.join(a['policy_heads'])}; value: {', '.join(a['value_heads'])} "
+                 "(lc0's names, for --policy-head / --value-head)")
+    lines += [f"  lc0 reads     {r}" for r in a["lc0_rewrites"]]
+    return lines
 
 
 def render(info: dict) -> str:
@@ -84,13 +163,22 @@ def render(info: dict) -> str:
     else:
         lines.append(f"  min_version   {info['min_version'] or 'absent'} "
                      f"(content needs {info['required_min_version']})")
-    if info["attention_body"]:
+    if info["attention_body"] and "attention" not in info:
         lines.append("  body          attention network: read and written without loss; not a batch-norm network")
+        return "\n".join(lines)
+    if info.get("attention", {}).get("body") == "attention":
+        lines += _render_attention(info["attention"])
+        ml = "moves-left V1" if info["moves_left"] else "no moves-left"
+        lines.append(f"  outputs       policy {info['policy'].lower()}, value {info['value'].lower()}, {ml}")
+        lines.append(f"  encodings     {', '.join(info['encodings'])}")
+        lines.append(f"  parameters    {info['parameters']:,}")
         return "\n".join(lines)
     se = f", SE {info['se_channels']} channels" if info["se_channels"] else ""
     lines.append(f"  body          {info['blocks']} blocks x {info['filters']} filters{se}, {info['activation'].lower()}")
     ml = "moves-left V1" if info["moves_left"] else "no moves-left"
     lines.append(f"  heads         policy {info['policy'].lower()}, value {info['value'].lower()}, {ml}")
+    if "attention" in info:
+        lines += _render_attention(info["attention"])
     lines.append(f"  encodings     {', '.join(info['encodings'])}")
     lines.append(f"  parameters    {info['parameters']:,}")
     lines.append("  conv blocks   fields present")

@@ -26,6 +26,8 @@ def map_tensors(net: Network, fn) -> Network:
         t = getattr(new, fc)
         if t is not None:
             setattr(new, fc, fn(fc, t))
+    if new.attention is not None:
+        new.attention.tensors = {path: fn(path, t) for path, t in new.attention.tensors.items()}
     return new
 
 

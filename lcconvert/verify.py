@@ -81,8 +81,10 @@ def usable_problems(net: Network) -> list[str]:
     silently broken network or a meaningless number. The header fields that every
     writer settles (`header_problems`) are not among these.
     """
-    return list(shapes.structure_problems(net)) + shapes.value_problems(net, epsilon=net.epsilon) \
-        + format_problems(net)
+    from lcconvert.forward_attention import structure_problems as attention_problems
+
+    return list(shapes.structure_problems(net)) + attention_problems(net) \
+        + shapes.value_problems(net, epsilon=net.epsilon) + format_problems(net)
 
 
 def require_usable(net: Network) -> Network:
@@ -284,7 +286,28 @@ def _interface_reasons(net: Network, ref: Network) -> list[str]:
                                    ("moves-left head", net.has_moves_left, ref.has_moves_left)):
         if has_ref and not has_net:
             reasons.append(f"REF has a {what}, NET has none")
+    from lcconvert.forward_attention import policy_head_names, value_head_names
+
+    for kind, names in (("policy", policy_head_names), ("value", value_head_names)):
+        missing = [h for h in names(ref) if h not in names(net)]
+        if missing:
+            reasons.append(f"REF has {kind} head(s) {', '.join(missing)}, NET has not")
     return reasons
+
+
+def _head_choices(net: Network, ref: Network) -> list[tuple[str | None, str | None]]:
+    """(policy head, value head) pairs to compare: the defaults, then every other head both networks
+    offer (multi-head attention networks), each with the other side's default."""
+    from lcconvert.forward_attention import policy_head_names, value_head_names
+
+    policy = [p for p in policy_head_names(ref)[1:] if p in policy_head_names(net)]
+    value = [v for v in value_head_names(ref)[1:] if v in value_head_names(net)]
+    return [(None, None)] + [(p, None) for p in policy] + [(None, v) for v in value]
+
+
+def _label(head: str, choice: tuple[str | None, str | None]) -> str:
+    name = choice[0] if head == "policy" else choice[1] if head in ("value", "wdl") else None
+    return head if name is None else f"{head}[{name}]"
 
 
 def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0,
@@ -306,22 +329,27 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     if net.family is not ref.family:
         return report
     planes = random_planes(ref, positions, seed) if planes is None else planes
-    out_ref = Model(ref, "modern", DTYPE)(planes)
-    out_net = Model(net, semantics, DTYPE)(planes)
     encoding = dominant_encoding(net)
     report.encoding = encoding.name
     reencoded, _ = reencode(ref, encoding)
-    floor_re = _diffs(Model(reencoded, "modern", DTYPE)(planes), out_ref)
-    floor_round = _diffs(Model(_rounded(ref, encoding, seed), "modern", DTYPE)(planes), out_ref)
-    for head, d in _diffs(out_net, out_ref).items():
-        fr, fq = float(floor_re[head].max()), float(floor_round[head].max())
-        floor = max(fr, fq)
-        limit = K * floor + ALLOWANCE * _scale(out_ref, head)
-        result = HeadResult(head, float(d.max()), float(d.mean()), limit, floor, fr, fq)
-        report.heads.append(result)
-        if not result.passed:
-            report.reasons.append(f"{HEAD_LABELS[head]}: max difference {result.max_abs:.3e} exceeds "
-                                  f"{K:g} × noise floor {floor:.3e} + allowance = {limit:.3e}")
+    rounded = _rounded(ref, encoding, seed)
+    choices = _head_choices(net, ref)
+    runs = zip(*(Model(m, sem, DTYPE).heads(planes, choices)
+                 for m, sem in ((ref, "modern"), (net, semantics), (reencoded, "modern"), (rounded, "modern"))))
+    for choice, (out_ref, out_net, out_re, out_round) in zip(choices, runs):
+        floor_re, floor_round = _diffs(out_re, out_ref), _diffs(out_round, out_ref)
+        for head, d in _diffs(out_net, out_ref).items():
+            if choice != (None, None) and _label(head, choice) == head:
+                continue  # a head the default choice already compared
+            fr, fq = float(floor_re[head].max()), float(floor_round[head].max())
+            floor = max(fr, fq)
+            limit = K * floor + ALLOWANCE * _scale(out_ref, head)
+            label = _label(head, choice)
+            result = HeadResult(label, float(d.max()), float(d.mean()), limit, floor, fr, fq)
+            report.heads.append(result)
+            if not result.passed:
+                report.reasons.append(f"{HEAD_LABELS.get(label, label)}: max difference {result.max_abs:.3e} "
+                                      f"exceeds {K:g} × noise floor {floor:.3e} + allowance = {limit:.3e}")
     return report
 
 
@@ -354,6 +382,9 @@ def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, plane
     if no_bias:
         report.reasons.append(f"{no_bias[0]}: no conv biases ({len(no_bias)} block(s)); lc0 ≤ 0.19 needs a "
                               "biases layer of C entries")
+    if net.attention is not None:
+        report.reasons.append("attention layers: lc0 ≤ 0.19 and Leela Zero cannot run this network at all "
+                              f"(it needs lc0 ≥ {versions.fmt(versions.required(net, encodings=False))})")
     # Layer encodings exist only in protobuf files; text weights are decimal for every engine.
     not_linear = sorted({t.encoding.name for _, t in net.tensors() if not t.encoding.legacy_readable})
     if not_linear and net.source.kind != "text":

@@ -14,7 +14,11 @@ The table `required()` applies, and where each entry comes from:
   input formats 4, 132 (hectoplies)         0.26         lczero-training LC0_MINOR_WITH_INPUT_TYPE_4
   input formats 5, 133 (canonical v2)       0.27         lczero-training LC0_MINOR_WITH_INPUT_TYPE_5
   mish default activation                   0.29         lczero-training LC0_MINOR_WITH_MISH
+  attention policy head (POLICY_ATTENTION)  0.29         lc0 changelog v0.29.0-rc1 "Full attention policy support"
   attention body, smolgen/ffn activations   0.30         lczero-training LC0_MINOR_WITH_ATTN_BODY
+  multi-head format (network 7, 134;        0.31         lc0 changelog v0.31.0-rc1 "support for multihead
+  policy_heads / value_heads)                            network architecture"; lczero-training's JAX export
+                                                         writes 0.31
   any layer not LINEAR16 (Layer.encoding)   0.33         lc0 net.proto Layer.encoding; every release up to
                                                          v0.32 decodes all layers as LINEAR16 (FORMATS.md §1)
 
@@ -29,10 +33,18 @@ Deliberately *not* requirements:
 """
 from __future__ import annotations
 
-from lcconvert.constants import ACTIVATION_MISH, NETWORK_SE, NETWORK_SE_WITH_HEADFORMAT
+from lcconvert.constants import (
+    ACTIVATION_MISH,
+    NETWORK_AB_LEGACY_WITH_MULTIHEADFORMAT,
+    NETWORK_ATTENTIONBODY_WITH_MULTIHEADFORMAT,
+    NETWORK_SE,
+    NETWORK_SE_WITH_HEADFORMAT,
+    POLICY_ATTENTION,
+)
 from lcconvert.network import Network
 
 Version = tuple[int, int, int]
+MULTIHEAD_NETWORKS = (NETWORK_ATTENTIONBODY_WITH_MULTIHEADFORMAT, NETWORK_AB_LEGACY_WITH_MULTIHEADFORMAT)
 
 FIRST_PROTOBUF: Version = (0, 16, 0)
 SE_BODY: Version = (0, 20, 0)
@@ -40,7 +52,9 @@ HEAD_FORMATS: Version = (0, 21, 0)
 INPUT_FORMAT: dict[int, Version] = {2: (0, 25, 0), 3: (0, 25, 0), 4: (0, 26, 0), 132: (0, 26, 0),
                                     5: (0, 27, 0), 133: (0, 27, 0)}
 MISH: Version = (0, 29, 0)
+ATTENTION_POLICY: Version = (0, 29, 0)
 ATTENTION_BODY: Version = (0, 30, 0)
+MULTIHEAD: Version = (0, 31, 0)
 LAYER_ENCODINGS: Version = (0, 33, 0)
 # Last engine releases that ignore batch-norm gamma/beta (FORMATS.md §3).
 IGNORES_GAMMA_BETA: Version = (0, 19, 0)
@@ -69,8 +83,13 @@ def required(net: Network, encodings: bool = True) -> Version:
     need = max(need, INPUT_FORMAT.get(f.input or 1, FIRST_PROTOBUF))
     if f.activation == ACTIVATION_MISH:
         need = max(need, MISH)
-    if net.attention_body:
+    if f.policy_kind == POLICY_ATTENTION:
+        need = max(need, ATTENTION_POLICY)
+    if net.attention_body and (net.attention is None or net.has_attention_body):
         need = max(need, ATTENTION_BODY)
+    att = net.attention
+    if f.network in MULTIHEAD_NETWORKS or (att is not None and (att.has("policy_heads") or att.has("value_heads"))):
+        need = max(need, MULTIHEAD)
     if encodings and any(not t.encoding.legacy_readable for _, t in net.tensors()):
         need = max(need, LAYER_ENCODINGS)
     return need

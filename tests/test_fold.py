@@ -362,13 +362,13 @@ def test_attention_network_is_refused(tmp_path, run_cli, maia):
     with pytest.raises(UnsupportedError, match="attention network: not a batch-norm network"):
         fold.fold(net)
     net = maia.copy()
-    net.format.network = 6  # ATTENTIONBODY_WITH_HEADFORMAT: the reader then keeps the body opaque
+    net.format.network = 6  # ATTENTIONBODY_WITH_HEADFORMAT over a residual tower, no attention layer
     src = tmp_path / "attention.pb.gz"
     pipeline.save(net, str(src))
     out = tmp_path / "out.pb.gz"
     r = run_cli("fold-bias", src, out)
     assert r.exit_code == 2 and not out.exists()
-    assert r.stderr.strip() == f"lcconvert: {src}: attention network: not a batch-norm network"
+    assert r.stderr.strip() == f"lcconvert: {src}: attention body after a residual tower: not evaluated"
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -15,6 +15,7 @@ from google.protobuf.message import DecodeError
 
 from lcconvert import shapes
 from lcconvert._proto import net_pb2
+from lcconvert.attention import AttentionWeights
 from lcconvert.codecs import Encoding
 from lcconvert.constants import FC_SLOTS, HEAD_CONV_SLOTS, INPUT_PLANES, Family
 from lcconvert.errors import FormatError, NetworkError
@@ -32,6 +33,7 @@ MAGIC = 0x1C0
 # Serialized files start with field 1 (fixed32) = 0x1c0: bytes 0d c0 01 00 00.
 MAGIC_PREFIX = b"\x0d\xc0\x01\x00\x00"
 LAYER_ENCODING_FIELD = 4  # Weights.Layer.encoding
+LAYER_TYPE = "pblczero.Weights.Layer"
 
 # Network ConvBlock attribute -> protobuf ConvBlock field.
 CONV_FIELDS = {
@@ -232,11 +234,14 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
         or msg.HasField("onnx_model")
         or any(_has(w, f) for f in ATTENTION_FIELDS)
     )
-    if net.attention_body:
-        # Kept whole in pb_template; lcconvert neither evaluates nor folds these.
+    opaque = fmt.network_kind == 5 or msg.HasField("onnx_model")
+    if net.attention_body and opaque:
+        # ONNX: kept whole in pb_template; lcconvert neither evaluates nor folds it.
         if w.HasField("input"):
             net.input = _conv_block(w.input, "input", path)
         return net
+    if net.attention_body:
+        net.attention = _attention(w, path)
     if not msg.HasField("weights"):
         raise NetworkError(path, "no weights in the file")
     net.input = _conv_block(w.input, "input", path)
@@ -253,10 +258,38 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
     for fc in FC_SLOTS:
         if w.HasField(fc):
             setattr(net, fc, _tensor(getattr(w, fc), fc, path))
-    net.family = _family(net, path)
+    net.family = _family(net, path) if net.attention is None or net.input.present else Family.CHESS
     if strict:
         shapes.check(net)
     return net
+
+
+def _attention(w, path: str) -> AttentionWeights:
+    """Every Layer under the attention-era Weights fields, by dotted path (see attention.py)."""
+    tensors: dict[str, Tensor] = {}
+    counts: dict[str, int] = {}
+    messages: set[str] = set()
+
+    def walk(msg, prefix: str, only=None) -> None:
+        for fd, value in msg.ListFields():
+            if only is not None and fd.name not in only:
+                continue
+            name = prefix + fd.name
+            if fd.message_type is None:
+                if isinstance(value, int) and not isinstance(value, bool):
+                    counts[name] = value
+            elif fd.message_type.full_name == LAYER_TYPE:
+                tensors[name] = _tensor(value, name, path)
+            elif fd.is_repeated:
+                for i, item in enumerate(value):
+                    messages.add(f"{name}.{i}")
+                    walk(item, f"{name}.{i}.")
+            else:
+                messages.add(name)
+                walk(value, name + ".")
+
+    walk(w, "", only=set(ATTENTION_FIELDS) | {"headcount", "pol_headcount"})
+    return AttentionWeights(tensors=tensors, counts=counts, messages=frozenset(messages))
 
 
 def _has(msg, name: str) -> bool:
@@ -337,13 +370,15 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
         msg.format.ClearField("network_format")
     if not msg.format.ListFields():
         msg.ClearField("format")
-    if net.attention_body:
+    if net.attention_body and net.attention is None:
         if encoding is not None:
-            raise NetworkError(net.source.path, "attention network: re-encoding its layers is not supported")
+            raise NetworkError(net.source.path, "ONNX network: re-encoding its layers is not supported")
         return msg.SerializeToString()
 
     w = msg.weights
-    _set_conv(w, "input", net.input, encoding)
+    if net.attention is None or net.input.present:
+        # An attention body has no input block: writing an empty one would add a field.
+        _set_conv(w, "input", net.input, encoding)
     del w.residual[len(net.residual):]
     while len(w.residual) < len(net.residual):
         w.residual.add()
@@ -360,4 +395,30 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
         _set_conv(w, slot, getattr(net, slot), encoding)
     for fc in FC_SLOTS:
         _set_layer(w, fc, getattr(net, fc), encoding)
+    if net.attention is not None:
+        _set_attention(w, net.attention, encoding)
     return msg.SerializeToString()
+
+
+def _set_attention(w, att: AttentionWeights, encoding: Encoding | None) -> None:
+    """Put every attention-era tensor back at its path (the template holds the messages around them)."""
+    for path, tensor in att.tensors.items():
+        msg = w
+        parts = path.split(".")
+        for here, after in zip(parts[:-1], parts[1:]):
+            if here.isdigit():
+                continue
+            child = getattr(msg, here)
+            if after.isdigit():
+                while len(child) <= int(after):
+                    child.add()
+                child = child[int(after)]
+            msg = child
+        _fill_layer(getattr(msg, parts[-1]), tensor, encoding)
+    for path, value in att.counts.items():
+        msg = w
+        parts = path.split(".")
+        for here in parts[:-1]:
+            msg = msg[int(here)] if here.isdigit() else getattr(msg, here)
+        if getattr(msg, parts[-1]) != value:
+            setattr(msg, parts[-1], value)
