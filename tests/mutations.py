@@ -79,6 +79,7 @@ def bases(tmp: Path) -> dict[str, tuple[bytes, str, str]]:
         "tiny-format1": ((DATA / "reference/planes/tiny-format1.pb.gz").read_bytes(), ".pb.gz", "chess"),
         "tiny-format4": ((DATA / "reference/planes/tiny-format4.pb.gz").read_bytes(), ".pb.gz", "chess"),
         "small-se": (_small_chess(tmp), ".pb.gz", "chess"),
+        "attention": ((DATA / "attention/attn-body-headformat.pb.gz").read_bytes(), ".pb.gz", "chess"),
     }
 
 

@@ -1,7 +1,7 @@
 """Every command on every input of the deterministic damage corpus keeps lcconvert's promises (tests/mutations.py).
 
-Over 1,300 runs: seven commands × ~190 damaged inputs built from the real networks
-in ../shared/data and a generated one (truncations, byte and bit flips, fields
+Over 1,600 runs: seven commands × 234 damaged inputs built from the real networks
+in ../shared/data (an attention net among them) and a generated one (truncations, byte and bit flips, fields
 duplicated and removed, shapes changed, NaN/Inf, unknown enums, concatenations,
 decompression bombs). Outside CI, `python tests/mutations.py --seeds 20` runs 20
 times as many mutations.
