@@ -12,6 +12,7 @@ import warnings
 import click
 
 from lcconvert import __version__
+from lcconvert.cli_help import Command
 from lcconvert.cli_options import checkpoint_options
 from lcconvert.errors import LcconvertError
 
@@ -27,6 +28,8 @@ class Group(click.Group):
     measurements — and reported as one line; a warning on stderr would be noise
     on a run that succeeded and a second, unreadable message on one that failed.
     """
+
+    command_class = Command  # every command's help: examples, option groups, exit status (cli_help.py)
 
     def invoke(self, ctx):
         try:
@@ -60,7 +63,13 @@ def main():
     """Read, fold, verify and write Leela Chess Zero (Lc0) and Leela Zero networks.
 
     Formats: Lc0 protobuf (.pb, .pb.gz), Lc0/Leela Zero text weights (.txt, .txt.gz),
-    detected by content. Exit codes: 0 ok, 1 verification failed, 2 bad input or usage.
+    TensorFlow training checkpoints (with the tf extra), detected by content.
+    Exit codes: 0 ok, 1 verification failed, 2 bad input or usage.
+    `lcconvert COMMAND --help` shows each command's options and examples.
+
+    \b
+    Shell completion (bash; zsh and fish alike):
+      eval "$(_LCCONVERT_COMPLETE=bash_source lcconvert)"
     """
 
 
@@ -184,8 +193,10 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
 @click.argument("a_path", metavar="A")
 @click.argument("b_path", metavar="B")
 @click.option("--json", "as_json", is_flag=True, help="Every tensor as one JSON object instead of text.")
+@click.option("--all", "show_all", is_flag=True,
+              help="When the architectures differ, list every difference on standard output (still exit 2).")
 @checkpoint_options
-def diff(a_path, b_path, as_json, checkpoint_options):
+def diff(a_path, b_path, as_json, show_all, checkpoint_options):
     """Per-tensor differences of B against A (max and mean absolute, relative L2).
 
     A and B must have the same architecture. The text lists exactly the tensors
@@ -193,9 +204,16 @@ def diff(a_path, b_path, as_json, checkpoint_options):
     """
     from lcconvert import diff as diff_mod
     from lcconvert import io
+    from lcconvert.errors import NetworkError
 
-    report = diff_mod.compare(io.load(a_path, checkpoint_options=checkpoint_options),
-                              io.load(b_path, checkpoint_options=checkpoint_options))
+    try:
+        report = diff_mod.compare(io.load(a_path, checkpoint_options=checkpoint_options),
+                                  io.load(b_path, checkpoint_options=checkpoint_options))
+    except NetworkError as e:
+        if show_all and getattr(e, "problems", None):
+            doc = {"a": a_path, "b": b_path, "architecture_differences": e.problems}
+            click.echo(_json(doc, indent=2) if as_json else "\n".join(e.problems))
+        raise
     if as_json:
         click.echo(_json(report.to_dict(), indent=2))
     else:
@@ -324,6 +342,7 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
     inputs = [p for p in (planes_path, pgn_path, epd_path, sgf_path) if p]
     if out_path:
         files.check_output_path(out_path, [net_path, *inputs], force)
+        files.refuse_terminal(out_path, force)
     net = verify.require_usable(io.load(net_path, checkpoint_options=checkpoint_options))
 
     if planes_path:
@@ -367,7 +386,8 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
         buf = _io.BytesIO()
         np.savez(buf, **arrays)
         files.write_atomic(out_path, buf.getvalue())
-        click.echo(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
+        if out_path != "-":
+            click.echo(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
     elif as_json:
         click.echo(_json({"net": net_path, **payload}))
     elif text is not None:

@@ -92,7 +92,7 @@ def _describe(arch: dict) -> str:
         return (f"{arch['family']}, attention body: {arch['encoders']} encoder layers x {arch['embedding']} "
                 f"embedding, {arch['heads']} heads")
     se = f", SE {arch['se_channels']}" if arch["se_channels"] else ""
-    return f"{arch['family']}, {arch['blocks']} blocks x {arch['filters']} filters{se}"
+    return f"{arch['family']}, {arch['blocks']} block{'' if arch['blocks'] == 1 else 's'} x {arch['filters']} filters{se}"
 
 
 def architecture_problems(a: Network, b: Network) -> list[str]:
@@ -189,8 +189,10 @@ def compare(a: Network, b: Network) -> DiffReport:
             raise UnsupportedError(net.source.path, "ONNX network: diff compares networks with modelled layers")
     problems = architecture_problems(a, b)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise NetworkError(b.source.path, f"not the same architecture as {a.source.path}: {problems[0]}{more}")
+        more = f" (and {len(problems) - 1} more; --all lists them)" if len(problems) > 1 else ""
+        err = NetworkError(b.source.path, f"not the same architecture as {a.source.path}: {problems[0]}{more}")
+        err.problems = problems
+        raise err
     tensors_a, tensors_b = dict(a.tensors()), dict(b.tensors())
     order = _union_order(list(tensors_a), list(tensors_b))
     diffs = [_tensor_diff(name, tensors_a.get(name), tensors_b.get(name)) for name in order]

@@ -58,6 +58,14 @@ def check_output_path(out: str, inputs: list[str], force: bool) -> None:
         raise OutputError(out, f"folder {folder} {problem}")
 
 
+def refuse_terminal(out: str, force: bool) -> None:
+    """Binary output to standard output when that is a terminal is refused unless forced (as gzip does):
+    it would fill the screen with bytes and is never what was meant."""
+    if out == "-" and not force and sys.stdout.isatty():
+        raise OutputError("-", "standard output is a terminal: binary output refused (redirect it to a file or "
+                               "a pipe, or use --force)")
+
+
 def _is_stream(path: str) -> bool:
     """An existing character/block device or FIFO (/dev/null, a pipe): written in place, never replaced."""
     try:

@@ -140,7 +140,9 @@ def render(report: FoldReport) -> str:
         lines.append(f"  worst block: {worst.name}, channel {worst.worst_channel}: RMS error {worst.error:.3e} "
                      "in activation units (exact math before encoding: "
                      f"{max(b.exact_error for b in report.blocks):.1e})")
-    lines.append(f"min_version {versions.fmt(report.min_version_before)} -> {versions.fmt(report.min_version_after)}")
+    if report.min_version_before is not None or report.min_version_after is not None:  # text weights have none
+        lines.append(f"min_version {versions.fmt(report.min_version_before)} -> "
+                     f"{versions.fmt(report.min_version_after)}")
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
 

@@ -106,6 +106,8 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     files.check_output_path(out, [src], force)
     net = verify.require_usable(read(src, epsilon=epsilon, checkpoint_options=checkpoint_options))
     kind = io.output_kind(out, to)
+    if kind == io.PB or io.wants_gzip(out, kind):
+        files.refuse_terminal(out, force)
     if kind == io.TEXT and encoding is not None:
         raise UnsupportedError(out, f"--encoding {encoding.label} applies to protobuf output; "
                                     "text weights are always written as decimal float32")

@@ -174,7 +174,7 @@ def render(info: dict) -> str:
         lines.append(f"  parameters    {info['parameters']:,}")
         return "\n".join(lines)
     se = f", SE {info['se_channels']} channels" if info["se_channels"] else ""
-    lines.append(f"  body          {info['blocks']} blocks x {info['filters']} filters{se}, {info['activation'].lower()}")
+    lines.append(f"  body          {info['blocks']} block{'' if info['blocks'] == 1 else 's'} x {info['filters']} filters{se}, {info['activation'].lower()}")
     ml = "moves-left V1" if info["moves_left"] else "no moves-left"
     lines.append(f"  heads         policy {info['policy'].lower()}, value {info['value'].lower()}, {ml}")
     if "attention" in info:

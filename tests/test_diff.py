@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import MAIA
+from conftest import MAIA, ROOT
 
 from lcconvert import diff, io, pipeline
 from lcconvert.codecs import Encoding
@@ -131,3 +131,13 @@ def test_diff_against_fold_names_changed_tensors(maia, tmp_path, run_cli):
         if name in learned_gamma:
             expected.add(f"{name}.variances")
     assert {t.name for t in report.differing} == expected
+
+
+def test_diff_all_lists_every_architecture_difference(run_cli):
+    example = ROOT / "examples" / "example-4x32-se.pb.gz"
+    r = run_cli("diff", MAIA, example)
+    assert r.exit_code == 2 and "(and 2 more; --all lists them)" in r.stderr and r.stdout == ""
+    r = run_cli("diff", MAIA, example, "--all")
+    assert r.exit_code == 2 and r.stdout.splitlines() == [
+        "blocks: A has 6, B has 4", "filters: A has 64, B has 32",
+        "heads: A has ('policy1', 'policy', 'value'), B has ('policy1', 'policy', 'value', 'moves_left')"]
