@@ -31,6 +31,7 @@ Exactness (tested in tests/test_recalibrate.py):
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,17 +176,32 @@ class Plan:
         shift = -np.asarray(mean, dtype=np.float64) * scale
         if block.betas is not None:
             shift = shift + block.betas.values.astype(np.float64)
-        return z * scale + shift
+        out = np.multiply(z, scale)  # one new array: z belongs to the caller's state
+        out += shift
+        return out
 
-    def _conv(self, x: np.ndarray, name: str, bufs: dict) -> np.ndarray:
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_local", None)  # per-thread buffers stay where they were made
+        return state
+
+    def _rows_buffer(self, cin: int, n: int) -> np.ndarray:
+        """The zero-bordered row-im2col buffer of `forward.Model._conv3`, kept per thread and shape
+        (as the forward pass keeps one per call): every stage of every partition reuses it."""
+        local = self.__dict__.setdefault("_local", threading.local())
+        bufs = local.__dict__.setdefault("bufs", {})
+        if (cin, n) not in bufs:
+            if len(bufs) > 4:  # a new batch size (the last partition): drop the old ones
+                bufs.clear()
+            b = self.model.board
+            bufs[(cin, n)] = np.zeros((b + 2, n, b, 3 * cin), dtype=np.float64)
+        return bufs[(cin, n)]
+
+    def _conv(self, x: np.ndarray, name: str) -> np.ndarray:
         conv = self.convs[name]
         if conv.kernel == 1:
             return self.model._conv1(x, conv)
-        key = (conv.cin, x.shape[1])
-        if key not in bufs:
-            b = self.model.board
-            bufs[key] = np.zeros((b + 2, x.shape[1], b, 3 * conv.cin), dtype=np.float64)
-        return self.model._conv3(x, conv, bufs[key])
+        return self.model._conv3(x, conv, self._rows_buffer(conv.cin, x.shape[1]))
 
     def _tower_output(self, state: dict, block: int, stats: dict) -> np.ndarray:
         """The residual stream entering `block` (= the tower's output when block == blocks)."""
@@ -198,8 +214,10 @@ class Plan:
             c = y.shape[-1]
             pooled = y.mean(axis=(0, 2))
             s = self.model._act(pooled @ w1 + b1) @ w2 + b2
-            y = y * forward._sigmoid(s[:, :c])[None, :, None, :] + s[None, :, None, c:]
-        return self.model._act(y + state["x"])
+            y *= forward._sigmoid(s[:, :c])[None, :, None, :]
+            y += s[None, :, None, c:]
+        y += state["x"]
+        return self.model._act(y)
 
     def advance(self, state: dict, stage: str, stats: dict) -> tuple[dict, dict[str, Moments]]:
         """One stage on one partition: the next pre-BN activation(s) and their moments.
@@ -207,30 +225,29 @@ class Plan:
         `state` is {"planes": [n,112,64]} before the first stage, then what the next
         stage needs; `stats` holds the recalibrated (mean, variance) of every earlier layer.
         """
-        bufs: dict = {}
         b = self.model.board
         if stage == "input":
             p = np.asarray(state["planes"], dtype=np.float64)
             n = p.shape[0]
             x = np.ascontiguousarray(p.transpose(0, 2, 1).reshape(n, b, b, p.shape[1]).transpose(1, 0, 2, 3))
-            z = self._conv(x, "input", bufs)
+            z = self._conv(x, "input")
             return {"z": z}, {"input": Moments.of(z)}
         if stage == HEADS or stage.endswith(".conv1"):
             block = self.blocks_n if stage == HEADS else int(stage.split(".")[1])
             x = self._tower_output(state, block, stats)
             if stage == HEADS:
-                zs = {name: self._conv(x, name, bufs) for name in self.head_layers}
+                zs = {name: self._conv(x, name) for name in self.head_layers}
                 return {"heads": zs}, {name: Moments.of(z) for name, z in zs.items()}
-            z = self._conv(x, stage, bufs)
+            z = self._conv(x, stage)
             return {"x": x, "z": z}, {stage: Moments.of(z)}
         if stage.endswith(".conv2"):
             conv1 = stage[: -len("conv2")] + "conv1"
             h = self.model._act(self._bn(state["z"], conv1, stats))
-            z = self._conv(h, stage, bufs)
+            z = self._conv(h, stage)
             return {"x": state["x"], "z": z}, {stage: Moments.of(z)}
         if stage == self.policy_after:
             h = self.model._act(self._bn(state["heads"]["policy1"], "policy1", stats))
-            z = self._conv(h, stage, bufs)
+            z = self._conv(h, stage)
             return {}, {stage: Moments.of(z)}
         raise ValueError(f"unknown stage {stage!r}")
 
