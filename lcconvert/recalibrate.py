@@ -31,6 +31,7 @@ Exactness (tested in tests/test_recalibrate.py):
 """
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ from lcconvert import forward
 from lcconvert.codecs import Encoding, check_encodable
 from lcconvert.constants import POLICY_CONVOLUTION, VALUE_WDL, Family
 from lcconvert.errors import NetworkError, UnsupportedError
-from lcconvert.network import ConvBlock, Network
+from lcconvert.network import Network
 from lcconvert.tensor import Tensor
 
 HEADS = "heads"  # the stage that measures every head's first batch norm (all read the tower's output)
@@ -121,7 +122,9 @@ class Plan:
         self.epsilon = eps
         raw = lambda block, cin, k: forward._Conv(  # noqa: E731
             block.replace(means=None, variances=None, gammas=None, betas=None), cin, k, "modern", eps, np.float64)
-        self.blocks: dict[str, ConvBlock] = dict(net.bn_blocks())
+        # Per batch-norm layer: (γ or None, β or None) in float64 — all a stage needs of its block.
+        as64 = lambda t: None if t is None else t.values.astype(np.float64)  # noqa: E731
+        self.affine = {name: (as64(block.gammas), as64(block.betas)) for name, block in net.bn_blocks()}
         self.convs: dict[str, forward._Conv] = {"input": raw(net.input, net.input_planes, 3)}
         for i, r in enumerate(net.residual):
             self.convs[f"residual.{i}.conv1"] = raw(r.conv1, c, 3)
@@ -169,21 +172,28 @@ class Plan:
     def _bn(self, z: np.ndarray, name: str, stats: dict) -> np.ndarray:
         """Modern batch norm of the pre-BN activation z with the layer's recalibrated (mean, variance)."""
         mean, var = stats[name]
-        block = self.blocks[name]
+        gammas, betas = self.affine[name]
         scale = 1.0 / np.sqrt(np.asarray(var, dtype=np.float64) + self.epsilon)
-        if block.gammas is not None:
-            scale = scale * block.gammas.values.astype(np.float64)
+        if gammas is not None:
+            scale = scale * gammas
         shift = -np.asarray(mean, dtype=np.float64) * scale
-        if block.betas is not None:
-            shift = shift + block.betas.values.astype(np.float64)
+        if betas is not None:
+            shift = shift + betas
         out = np.multiply(z, scale)  # one new array: z belongs to the caller's state
         out += shift
         return out
 
     def __getstate__(self):
+        """What a cluster receives: the weights as float32 (half the bytes; exact, since every value
+        was decoded to float32), no per-thread buffers."""
         state = dict(self.__dict__)
-        state.pop("_local", None)  # per-thread buffers stay where they were made
+        state.pop("_local", None)
+        state["convs"] = {name: _retyped(conv, np.float32) for name, conv in self.convs.items()}
         return state
+
+    def __setstate__(self, state):
+        state["convs"] = {name: _retyped(conv, np.float64) for name, conv in state["convs"].items()}
+        self.__dict__.update(state)
 
     def _rows_buffer(self, cin: int, n: int) -> np.ndarray:
         """The zero-bordered row-im2col buffer of `forward.Model._conv3`, kept per thread and shape
@@ -250,6 +260,12 @@ class Plan:
             z = self._conv(h, stage)
             return {}, {stage: Moments.of(z)}
         raise ValueError(f"unknown stage {stage!r}")
+
+
+def _retyped(conv, dtype):
+    new = copy.copy(conv)
+    new.w, new.shift = conv.w.astype(dtype), conv.shift.astype(dtype)
+    return new
 
 
 def stats_of(moments: dict[str, Moments]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

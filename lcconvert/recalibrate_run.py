@@ -177,9 +177,14 @@ def executor(workers: int | None = None, scheduler: str | None = None):
         with client:
             yield DaskExecutor(client)
         return
+    import dask
+
     n = workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+    # No work stealing: a stage's task belongs where its partition's state already is; moving it
+    # would ship the state (megabytes of activations) to save a few milliseconds of queueing.
+    with dask.config.set({"distributed.scheduler.work-stealing": False}), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         try:
             yield DaskExecutor(client)
         finally:

@@ -173,18 +173,35 @@ def test_positions_sample_is_seeded():
     assert not np.allclose(a["input"].mean, c["input"].mean, rtol=1e-6)
 
 
-def test_two_worker_dask_cluster_gives_the_one_process_statistics():
-    """A real LocalCluster with two worker processes; the partitions are spread over both."""
+def test_two_worker_dask_cluster_gives_the_one_process_statistics(run_cli, tmp_path):
+    """A real LocalCluster with two worker processes, used through the executor and through the CLI's
+    --scheduler; the partitions are spread over both workers."""
     pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster, get_task_stream
+
     net = synth.make_network(blocks=1, filters=8, seed=2)
+    src = tmp_path / "net.pb.gz"
+    synth.write_pb(net, src)
+    net = io.load(str(src))
     files = FILES[:3]
     one, _, n = recalibrate_run.measure(net, files, batch=50, show_progress=False)
-    with recalibrate_run.executor(workers=2) as ex:
-        assert isinstance(ex, recalibrate_run.DaskExecutor) and ex.workers == 2
-        two, _, m = recalibrate_run.measure(net, files, batch=50, ex=ex, show_progress=False)
-        seen = ex.client.run(lambda dask_worker: len(dask_worker.data) + len(dask_worker.state.tasks))
-    assert m == n and len(seen) == 2
-    _close(two, one, 1e-9)  # measured: identical to the last bit here
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        ex = recalibrate_run.DaskExecutor(client)
+        assert ex.workers == 2
+        with get_task_stream(client) as stream:
+            two, _, m = recalibrate_run.measure(net, files, batch=50, ex=ex, show_progress=False)
+        busy = {t["worker"] for t in stream.data if "_advance" in str(t["key"])}
+        out = tmp_path / "out.pb.gz"
+        r = run_cli("recalibrate", src, out, *sum((["--data", f] for f in files), []), "--batch", "50",
+                    "--scheduler", cluster.scheduler_address, "--encoding", "float32", "--json")
+        assert r.exit_code == 0, r.output
+    assert m == n and len(busy) == 2
+    _close(two, one, 1e-9)  # measured: identical to the last bit
+    assert json.loads(r.stdout)["recalibration"]["workers"] == 2
+    for name, block in io.load(str(out)).bn_blocks():
+        np.testing.assert_array_equal(block.means.values, one[name].mean.astype(np.float32), err_msg=name)
+        np.testing.assert_array_equal(block.variances.values, one[name].variance.astype(np.float32), err_msg=name)
 
 
 # -- the command ---------------------------------------------------------------------------------
