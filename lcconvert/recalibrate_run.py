@@ -272,7 +272,10 @@ def evaluate_fit(before: Network, after: Network, data, *, batch: int = DEFAULT_
     ex = ex or InProcess()
     counts = [ex.result(h) for h in [ex.submit(count_records, f, fmt) for f in files]]
     parts = partitions(files, counts, batch)
-    models = ex.share((forward.Model(before), forward.Model(after)))
+    models = (forward.Model(before), forward.Model(after))
+    for m in models:
+        m.net = None  # evaluation needs only the prepared matrices; the network may hold a protobuf message
+    models = ex.share(models)
     bar = _Progress(len(parts), "eval batch", show_progress)
     sums_b = sums_a = recalibrate.FitSums()
     for h in [ex.submit(fit_pair, models, spec, fmt) for spec in parts]:

@@ -194,11 +194,13 @@ def test_two_worker_dask_cluster_gives_the_one_process_statistics(run_cli, tmp_p
         busy = {t["worker"] for t in stream.data if "_advance" in str(t["key"])}
         out = tmp_path / "out.pb.gz"
         r = run_cli("recalibrate", src, out, *sum((["--data", f] for f in files), []), "--batch", "50",
-                    "--scheduler", cluster.scheduler_address, "--encoding", "float32", "--json")
+                    "--eval-data", FILES[-1], "--scheduler", cluster.scheduler_address, "--encoding", "float32",
+                    "--json")
         assert r.exit_code == 0, r.output
     assert m == n and len(busy) == 2
     _close(two, one, 1e-9)  # measured: identical to the last bit
-    assert json.loads(r.stdout)["recalibration"]["workers"] == 2
+    rep = json.loads(r.stdout)["recalibration"]
+    assert rep["workers"] == 2 and rep["fit_after"]["positions"] == len(io.read_training_chunk(FILES[-1]))
     for name, block in io.load(str(out)).bn_blocks():
         np.testing.assert_array_equal(block.means.values, one[name].mean.astype(np.float32), err_msg=name)
         np.testing.assert_array_equal(block.variances.values, one[name].variance.astype(np.float32), err_msg=name)
