@@ -9,7 +9,9 @@ training chunks (../shared/data/training by default), all timed in the same run:
 - in-process: `recalibrate_run.measure` without a cluster (--workers 1): reading and
             decoding the chunks, every layer's stage, the merges;
 - Dask 1 and 2 workers: the same on an embedded LocalCluster of 1 and 2 single-threaded
-            worker processes (cluster start-up not included; the data are read inside).
+            worker processes (cluster start-up not included; the data are read inside);
+- the machine's own scaling: float64 matrix products of one 3×3 convolution's shape in 1 and
+            2 single-threaded processes (what 2 workers could at best gain here).
 
 Target: in-process positions/s ≥ 80 % of the float64 forward pass's.
 
@@ -88,8 +90,34 @@ def main() -> None:
         print(f"{name:<28}{rate:>12.2f}{rate / base:>15.0%}")
     ratio = rates["recalibrate in-process"] / base
     scale = rates["recalibrate dask 2 worker(s)"] / rates["recalibrate dask 1 worker(s)"]
+    machine = gemm_rate(2, args) / gemm_rate(1, args)
     print(f"in-process recalibration / float64 forward: {ratio:.0%} (target >= 80%)")
-    print(f"Dask 2 workers / 1 worker: {scale:.2f}x")
+    print(f"Dask 2 workers / 1 worker: {scale:.2f}x; the machine's float64 matmul, 2 processes / 1: {machine:.2f}x")
+
+
+def _gemms(filters: int, batch: int, count: int) -> float:
+    a = np.random.default_rng(0).random((batch * 64, 9 * filters))
+    b = np.random.default_rng(1).random((9 * filters, filters))
+    t = time.perf_counter()
+    for _ in range(count):
+        a @ b
+    return time.perf_counter() - t
+
+
+def gemm_rate(processes: int, args, count: int = 15) -> float:
+    """Products per second of `processes` single-threaded processes running at once (best of --repeat)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"  # read by each spawned process
+    best = 0.0
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_gemms, [args.filters] * processes, [args.batch] * processes, [1] * processes))  # start-up
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            list(pool.map(_gemms, [args.filters] * processes, [args.batch] * processes, [count] * processes))
+            best = max(best, processes * count / (time.perf_counter() - t))
+    return best
 
 
 @contextlib.contextmanager
@@ -102,10 +130,10 @@ def _cluster(workers: int):
 
     from lcconvert import recalibrate_run
 
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield recalibrate_run.DaskExecutor(client)
         client.retire_workers(close_workers=True)
 

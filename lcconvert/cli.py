@@ -331,7 +331,8 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
 @click.option("--batch", type=click.IntRange(1), default=256, show_default=True,
               help="Positions per partition (one task's batch).")
 @click.option("--workers", type=click.IntRange(1),
-              help="Worker processes of the embedded Dask cluster (default: one per core; 1 = no cluster).")
+              help="Worker processes of the embedded Dask cluster (default: one per core; 1 = no cluster; "
+                   "ignored with --scheduler).")
 @click.option("--scheduler", metavar="ADDRESS", help="Use an existing Dask cluster, e.g. tcp://host:8786.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the --positions sample.")

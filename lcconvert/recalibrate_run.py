@@ -159,9 +159,10 @@ def executor(workers: int | None = None, scheduler: str | None = None):
     if scheduler is None and workers == 1:
         yield InProcess()
         return
-    # Worker processes inherit this: their INFO lines (connections closing at shutdown) are not the
-    # user's business on stderr; errors inside tasks still reach the driver as exceptions.
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    # Worker processes inherit this. The cluster's own log lines (connections closing at shutdown, a
+    # transfer retried under load) are not the user's business on stderr: an error inside a task still
+    # reaches the driver as its exception. DASK_LOGGING__DISTRIBUTED=info shows them.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "critical")
     try:
         import logging
 
@@ -183,8 +184,8 @@ def executor(workers: int | None = None, scheduler: str | None = None):
     # No work stealing: a stage's task belongs where its partition's state already is; moving it
     # would ship the state (megabytes of activations) to save a few milliseconds of queueing.
     with dask.config.set({"distributed.scheduler.work-stealing": False}), \
-            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         try:
             yield DaskExecutor(client)
         finally:

@@ -185,7 +185,7 @@ def test_two_worker_dask_cluster_gives_the_one_process_statistics(run_cli, tmp_p
     net = io.load(str(src))
     files = FILES[:3]
     one, _, n = recalibrate_run.measure(net, files, batch=50, show_progress=False)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         ex = recalibrate_run.DaskExecutor(client)
         assert ex.workers == 2
