@@ -287,3 +287,15 @@ def test_cluster_errors_reach_the_cli_as_one_line(run_cli, tmp_path):
     r = run_cli("recalibrate", MAIA, out, "--data", d, "--workers", "2")
     assert r.exit_code == 2 and "game_b.gz: record 2: truncated" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not out.exists()
+
+
+def test_progress_only_on_a_terminal(monkeypatch, capsys):
+    """Chunks and layers are shown on stderr when it is a terminal, and nowhere otherwise."""
+    pytest.importorskip("tqdm")
+    net = synth.make_network(blocks=1, filters=8, seed=1)
+    recalibrate_run.measure(net, FILES[:2], show_progress=None)
+    assert capsys.readouterr().err == ""  # pytest's stderr is not a terminal
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    recalibrate_run.measure(net, FILES[:2], show_progress=None)
+    err = capsys.readouterr().err
+    assert "0/2 " in err and "chunk" in err and "/4 " in err and "layer" in err  # 2 files; 4 stages
