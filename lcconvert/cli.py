@@ -327,14 +327,14 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
               help="lc0 training chunks: a directory, a quoted glob or a file (repeat for more).")
 @click.option("--eval-data", "eval_data", multiple=True, metavar="PATH",
               help="Held-out chunks to report the fit before and after on (repeat for more).")
-@click.option("--positions", type=click.IntRange(1), help="Use N positions sampled from --data (default: all).")
-@click.option("--batch", type=click.IntRange(1), default=256, show_default=True,
+@click.option("--positions", type=click.IntRange(1), metavar="N", help="Use N positions sampled from --data (default: all).")
+@click.option("--batch", type=click.IntRange(1), default=256, show_default=True, metavar="B",
               help="Positions per partition (one task's batch).")
-@click.option("--workers", type=click.IntRange(1),
+@click.option("--workers", type=click.IntRange(1), metavar="K",
               help="Worker processes of the embedded Dask cluster (default: one per core; 1 = no cluster; "
                    "ignored with --scheduler).")
 @click.option("--scheduler", metavar="ADDRESS", help="Use an existing Dask cluster, e.g. tcp://host:8786.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S",
               help="Seed of the --positions sample.")
 @click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name).")
 @click.option("--encoding", type=ENCODINGS, help="Encode every layer so (default: keep each layer's).")

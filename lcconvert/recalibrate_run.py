@@ -298,6 +298,19 @@ def recalibrated(net: Network, encoding=None, *, data, eval_data=(), positions: 
     if eval_data:
         expand(eval_data)
     start = time.perf_counter()
+    try:
+        return _recalibrated(net, encoding, data, eval_data, positions, batch, workers, scheduler, seed,
+                             show_progress, start)
+    except LcconvertError:
+        raise
+    except Exception as e:  # the cluster's own failures: one line, like every other error
+        if type(e).__module__.startswith("distributed"):
+            raise LcconvertError(scheduler or "dask", f"the cluster failed: {type(e).__name__}: {e} "
+                                                      "(a worker out of memory? try a smaller --batch)") from None
+        raise
+
+
+def _recalibrated(net, encoding, data, eval_data, positions, batch, workers, scheduler, seed, show_progress, start):
     with executor(workers, scheduler) as ex:
         moments, files, used = measure(net, data, positions=positions, batch=batch, seed=seed, ex=ex,
                                        show_progress=show_progress)

@@ -299,3 +299,26 @@ def test_progress_only_on_a_terminal(monkeypatch, capsys):
     recalibrate_run.measure(net, FILES[:2], show_progress=None)
     err = capsys.readouterr().err
     assert "0/2 " in err and "chunk" in err and "/4 " in err and "layer" in err  # 2 files; 4 stages
+
+
+def test_overlapping_eval_data_is_said_and_cluster_failures_are_one_line(run_cli, tmp_path, monkeypatch):
+    src = tmp_path / "net.pb.gz"
+    synth.write_pb(synth.make_network(blocks=1, filters=8, seed=4), src)
+    r = run_cli("recalibrate", src, tmp_path / "o.pb.gz", "--data", FILES[0], "--eval-data", FILES[0],
+                "--workers", "1", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["recalibration"]["notes"] == [
+        "1 --eval-data file(s) are also in --data: the fit is not measured on held-out positions"]
+
+    class KilledWorker(Exception):  # what dask raises when a worker dies (e.g. out of memory)
+        pass
+
+    KilledWorker.__module__ = "distributed.scheduler"
+
+    def die(*args):
+        raise KilledWorker("task 'x' killed 3 workers")
+
+    monkeypatch.setattr(recalibrate_run, "_recalibrated", die)
+    r = run_cli("recalibrate", src, tmp_path / "p.pb.gz", "--data", FILES[0], "--workers", "1")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert "dask: the cluster failed: KilledWorker: task 'x' killed 3 workers" in r.stderr
