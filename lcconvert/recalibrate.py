@@ -58,14 +58,14 @@ class Moments:
     m2: np.ndarray
 
     @classmethod
-    def of(cls, x: np.ndarray) -> "Moments":
+    def of(cls, x: np.ndarray) -> Moments:
         """Moments of the rows of x [..., C] (two passes in float64)."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, np.shape(x)[-1])
         mean = x.mean(axis=0)
         d = x - mean
         return cls(int(x.shape[0]), mean, np.einsum("ij,ij->j", d, d))
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """Chan, Golub & LeVeque (1979): the moments of the union of two disjoint sets."""
         if self.count == 0:
             return other
@@ -120,10 +120,10 @@ class Plan:
         self.model = forward.Model(net, "modern", np.float64)  # shape checks, SE and head matrices
         c, eps = net.filters, net.epsilon
         self.epsilon = eps
-        raw = lambda block, cin, k: forward._Conv(  # noqa: E731
+        raw = lambda block, cin, k: forward._Conv(
             block.replace(means=None, variances=None, gammas=None, betas=None), cin, k, "modern", eps, np.float64)
         # Per batch-norm layer: (γ or None, β or None) in float64 — all a stage needs of its block.
-        as64 = lambda t: None if t is None else t.values.astype(np.float64)  # noqa: E731
+        as64 = lambda t: None if t is None else t.values.astype(np.float64)
         self.affine = {name: (as64(block.gammas), as64(block.betas)) for name, block in net.bn_blocks()}
         self.convs: dict[str, forward._Conv] = {"input": raw(net.input, net.input_planes, 3)}
         for i, r in enumerate(net.residual):
@@ -336,8 +336,8 @@ class Report:
                  f"from {self.files} files ({self.workers or 1} worker(s)"
                  + (f", {self.seconds:.1f} s" if self.seconds is not None else "") + ")",
                  "stored vs measured: |Δμ|/σ (max, median) and σ'²/σ² (min, median, max; each + ε)",
-                 f"  {'layer':<22}{'ch':>5}{'|Δμ|/σ max':>12}{'median':>9}{'σ²ʹ/σ² min':>13}{'median':>9}"
-                 f"{'max':>9}"]
+                 (f"  {'layer':<22}{'ch':>5}{'|Δμ|/σ max':>12}{'median':>9}{'σ²ʹ/σ² min':>13}{'median':>9}"
+                  f"{'max':>9}")]
         for l in self.layers:
             lines.append(f"  {l.name:<22}{l.channels:>5}{l.shift_max:>12.3f}{l.shift_median:>9.3f}"
                          f"{l.ratio_min:>13.3f}{l.ratio_median:>9.3f}{l.ratio_max:>9.3f}")
@@ -408,7 +408,7 @@ class FitSums:
     wdl_ce: float = 0.0
     wdl: bool = False
 
-    def merge(self, other: "FitSums") -> "FitSums":
+    def merge(self, other: FitSums) -> FitSums:
         return FitSums(self.n + other.n, self.policy_ce + other.policy_ce, self.value_se + other.value_se,
                        self.wdl_ce + other.wdl_ce, self.wdl or other.wdl)
 

@@ -30,7 +30,12 @@ import time
 import numpy as np
 
 from lcconvert import io, recalibrate
-from lcconvert.errors import DependencyError, FormatError, LcconvertError, UnsupportedError
+from lcconvert.errors import (
+    DependencyError,
+    FormatError,
+    LcconvertError,
+    UnsupportedError,
+)
 from lcconvert.network import Network
 
 DEFAULT_BATCH = 256

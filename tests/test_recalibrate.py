@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import DATA, MAIA
+
 from lcconvert import io, recalibrate, recalibrate_run, synth
 from lcconvert.recalibrate import Moments
 
@@ -193,7 +193,7 @@ def test_two_worker_dask_cluster_gives_the_one_process_statistics(run_cli, tmp_p
             two, _, m = recalibrate_run.measure(net, files, batch=50, ex=ex, show_progress=False)
         busy = {t["worker"] for t in stream.data if "_advance" in str(t["key"])}
         out = tmp_path / "out.pb.gz"
-        r = run_cli("recalibrate", src, out, *sum((["--data", f] for f in files), []), "--batch", "50",
+        r = run_cli("recalibrate", src, out, *[a for f in files for a in ("--data", f)], "--batch", "50",
                     "--eval-data", FILES[-1], "--scheduler", cluster.scheduler_address, "--encoding", "float32",
                     "--json")
         assert r.exit_code == 0, r.output
@@ -211,7 +211,7 @@ def test_two_worker_dask_cluster_gives_the_one_process_statistics(run_cli, tmp_p
 def test_cli_on_maia_writes_recalibrated_statistics_and_keeps_the_rest(run_cli, tmp_path):
     out = tmp_path / "maia-rc.pb.gz"
     data = FILES[:3]
-    r = run_cli("recalibrate", MAIA, out, *sum((["--data", f] for f in data), []),
+    r = run_cli("recalibrate", MAIA, out, *[a for f in data for a in ("--data", f)],
                 "--eval-data", str(TRAINING / "game_000119.gz"), "--workers", "1", "--encoding", "float32",
                 "--json")
     assert r.exit_code == 0, r.output

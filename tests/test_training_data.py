@@ -12,8 +12,8 @@ import gzip
 
 import numpy as np
 import pytest
-
 from conftest import DATA, REFERENCE
+
 from lcconvert.errors import FormatError
 from lcconvert.formats import training_data as td
 from lcconvert.policy_map import moves
@@ -24,7 +24,7 @@ TRAINING = DATA / "training"
 START = chess.STARTING_FEN
 
 
-def _mover_view(board: "chess.Board", white_view: bool) -> tuple[list[int], list[int]]:
+def _mover_view(board: chess.Board, white_view: bool) -> tuple[list[int], list[int]]:
     """(our piece squares per kind, their piece squares per kind) seen from the side `white_view`."""
     flip = (lambda s: s) if white_view else (lambda s: s ^ 56)
     ours = chess.WHITE if white_view else chess.BLACK
@@ -35,7 +35,7 @@ def _mover_view(board: "chess.Board", white_view: bool) -> tuple[list[int], list
     return planes
 
 
-def encode_format1(boards: list["chess.Board"]) -> np.ndarray:
+def encode_format1(boards: list[chess.Board]) -> np.ndarray:
     """lc0's classical (format 1) planes for the last position of a game given as its boards from the
     start position: 8 history positions from the current mover's view, no fill before the start."""
     now = boards[-1]
@@ -61,7 +61,7 @@ def encode_format1(boards: list["chess.Board"]) -> np.ndarray:
     return out
 
 
-def played_move(board: "chess.Board", index: int) -> "chess.Move":
+def played_move(board: chess.Board, index: int) -> chess.Move:
     """The move `index` of the 1858 policy outputs (mover's view) on `board`: castling is king takes
     rook, a plain move of a pawn to the last rank is a knight promotion."""
     name = moves()[index]

@@ -101,9 +101,9 @@ class Chunk:
         return encode_planes(self.masks[sel], self.castling[sel], self.stm_or_ep[sel], self.rule50[sel],
                              self.invariance[sel], self.input_format[sel])
 
-    def take(self, rows) -> "Chunk":
+    def take(self, rows) -> Chunk:
         rows = np.asarray(rows)
-        pick = lambda a: None if a is None else a[rows]  # noqa: E731
+        pick = lambda a: None if a is None else a[rows]
         return Chunk(self.path, self.version, *(pick(getattr(self, f)) for f in
                                                 ("input_format", "probabilities", "masks", "castling",
                                                  "stm_or_ep", "rule50", "invariance", "result_q",
