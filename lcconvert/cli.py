@@ -463,5 +463,51 @@ def verify_(net_path, ref_path, legacy, positions_spec, seed, as_json, checkpoin
         raise VerificationFailed(net_path, failures[0] + more)
 
 
+@main.command()
+@click.argument("src", metavar="NET")
+@click.argument("out", metavar="OUT")
+@click.option("--data", "data", multiple=True, required=True, metavar="PATH",
+              help="lc0 training chunks: a directory, a quoted glob or a file (repeat for more).")
+@click.option("--eval-data", "eval_data", multiple=True, metavar="PATH",
+              help="Held-out chunks to report the fit before and after on (repeat for more).")
+@click.option("--positions", type=click.IntRange(1), metavar="N", help="Use N positions sampled from --data (default: all).")
+@click.option("--batch", type=click.IntRange(1), default=256, show_default=True, metavar="B",
+              help="Positions per partition (one task's batch).")
+@click.option("--workers", type=click.IntRange(1), metavar="K",
+              help="Worker processes of the embedded Dask cluster (default: one per core; 1 = no cluster; "
+                   "ignored with --scheduler).")
+@click.option("--scheduler", metavar="ADDRESS", help="Use an existing Dask cluster, e.g. tcp://host:8786.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, metavar="S",
+              help="Seed of the --positions sample.")
+@click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name).")
+@click.option("--encoding", type=ENCODINGS, help="Encode every layer so (default: keep each layer's).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
+def recalibrate(src, out, data, eval_data, positions, batch, workers, scheduler, seed, to, encoding, force,
+                as_json):
+    """Recompute batch-norm means/variances of NET from lc0 training data ("precise BN"); write OUT.
+
+    Layer by layer in forward order, each layer's statistics are those of its input
+    when every earlier layer already uses its new ones (modern semantics: γ, β and
+    biases are kept). Reports how far the stored statistics were from the measured
+    ones and, with --eval-data, the fit to the data's targets before and after.
+    """
+    import functools
+
+    from lcconvert import pipeline, recalibrate_run
+
+    transform = functools.partial(recalibrate_run.recalibrated, data=data, eval_data=eval_data, positions=positions,
+                                  batch=batch, workers=workers, scheduler=scheduler, seed=seed)
+    written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force, transform=transform)
+    to_stderr = out == "-"
+    if as_json:
+        click.echo(json.dumps(written.to_dict("recalibration"), indent=2), err=to_stderr)
+    else:
+        click.echo(written.report.render(), err=to_stderr)
+        _print_notes(written.report.notes)
+    if out != "-":
+        click.echo(f"wrote {out}", err=True)
+
+
 if __name__ == "__main__":
     main()

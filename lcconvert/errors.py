@@ -18,6 +18,11 @@ class LcconvertError(Exception):
         self.problem = problem
         super().__init__(self.message)
 
+    def __reduce__(self):
+        # Rebuilt from (source, problem), so that an error raised in a worker process (Dask)
+        # reaches the CLI as the same one-line error.
+        return (self.__class__, (self.source, self.problem))
+
     @property
     def message(self) -> str:
         return f"{self.source}: {self.problem}" if self.source else self.problem

@@ -11,7 +11,7 @@ from lcconvert import files
 from lcconvert.codecs import Encoding
 from lcconvert.constants import LINEAR16_FORMAT, Family
 from lcconvert.errors import FormatError, NetworkError, UnsupportedError
-from lcconvert.formats import detect, gz, lc0_proto
+from lcconvert.formats import detect, gz, lc0_proto, training_data
 from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
 
@@ -138,3 +138,8 @@ def pack(data: bytes, path: str, kind: str, level: int | None = None) -> bytes:
     if wants_gzip(path, kind):
         return gz.gzip_bytes(data, gz.level_for(kind) if level is None else level)
     return data
+
+
+def read_training_chunk(path: str) -> training_data.Chunk:
+    """One lc0 training-data file (gzip or plain), decoded and validated (formats/training_data.py)."""
+    return training_data.read(path)

@@ -40,7 +40,7 @@ def test_checkpoint_options_have_their_own_heading(run_cli):
 
 
 def test_no_stale_examples():
-    assert set(EXAMPLES) <= set(main.commands) | {"recalibrate"}
+    assert set(EXAMPLES) == set(main.commands)
 
 
 def test_binary_output_to_a_terminal_is_refused(tmp_path):
