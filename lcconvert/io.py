@@ -86,9 +86,14 @@ def default_encoding(net: Network, kind: str, backwards_compatible: bool = False
     checkpoint (float32 training variables, which lczero-training's own export
     writes as LINEAR16), get LINEAR16: the form every engine reads (layers in any
     other encoding need lc0 ≥ 0.33). Layers already LINEAR16 keep their bytes.
+    One exception, for every command alike: a Go network in a protobuf is a container
+    only lcconvert reads (no engine runs it), so its layers stay as they are — a
+    text → pb → text round trip keeps every float32 value.
     """
     if net.has_attention_body:
         # No engine without attention support reads these at all: keep every layer as stored.
+        return None
+    if net.family is Family.GO:
         return None
     if kind == PB and (backwards_compatible or net.source.kind == "checkpoint"):
         return Encoding.LINEAR16

@@ -463,7 +463,8 @@ def test_auto_splits_gamma_and_beats_both_simple_folds(tmp_path):
 
 
 def test_fold_output_forms(tmp_path, run_cli):
-    """Text output takes no --encoding; protobuf output is LINEAR16 (legacy-readable) even from text."""
+    """Text output takes no --encoding; a Go network in protobuf keeps its layers exact, as convert writes it
+    (one default-encoding rule: no engine runs Go-in-protobuf, so LINEAR16 would only lose precision)."""
     r = run_cli("fold-bias", LZ_RANDOM, tmp_path / "x.txt", "--encoding", "float16")
     assert r.exit_code == 2 and "applies to protobuf output" in r.stderr
     assert not (tmp_path / "x.txt").exists()
@@ -471,8 +472,11 @@ def test_fold_output_forms(tmp_path, run_cli):
     r = run_cli("fold-bias", LZ_RANDOM, out)
     assert r.exit_code == 0, r.output
     written = io.load(str(out))
-    assert written.encodings == ["LINEAR16"] and written.min_version < (0, 33, 0)
+    converted = tmp_path / "converted.pb.gz"
+    assert run_cli("convert", LZ_RANDOM, converted).exit_code == 0
+    assert written.encodings == io.load(str(converted)).encodings == ["FLOAT32"]
     assert "no engine runs it" in r.stdout
+    assert r.stdout.splitlines()[0] == run_cli("fold-bias", LZ_RANDOM, tmp_path / "x.txt").stdout.splitlines()[0]
     # the summary's min_version line is the written file's
     assert f"min_version none -> {'.'.join(map(str, written.min_version))}" in r.stdout
 
