@@ -28,6 +28,13 @@ class LcconvertError(Exception):
         return f"{self.source}: {self.problem}" if self.source else self.problem
 
 
+def refuse_problems(source, problems: list[str], error: type | None = None) -> None:
+    """Raise `error` (NetworkError by default) naming the first problem and how many more, if any."""
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise (error or NetworkError)(source, problems[0] + more)
+
+
 class FormatError(LcconvertError):
     """A file that cannot be read as the format it claims or appears to be."""
 

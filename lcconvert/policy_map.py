@@ -119,17 +119,22 @@ def conv_policy_map() -> np.ndarray:
     return table
 
 
-@functools.lru_cache(maxsize=None)
-def conv_policy_gather() -> np.ndarray:
-    """int64 [1858]: for each policy index, the flat convolution-policy output (plane·64 + square) it reads."""
-    table = conv_policy_map()
+def _gather(table: np.ndarray, what: str) -> np.ndarray:
+    """The inverse of a head's map: for each of the 1858 policy indices, the head output that feeds it;
+    a map that does not reach every index exactly once is a bug in the table, not in a file."""
     source = np.full(POLICY_OUTPUTS, -1, dtype=np.int64)
     mapped = np.flatnonzero(table >= 0)
     source[table[mapped]] = mapped
     if (source < 0).any() or len(mapped) != POLICY_OUTPUTS:
-        raise AssertionError("convolution policy map does not reach every output exactly once")
+        raise AssertionError(f"{what} policy map does not reach every output exactly once")
     source.setflags(write=False)
     return source
+
+
+@functools.lru_cache(maxsize=None)
+def conv_policy_gather() -> np.ndarray:
+    """int64 [1858]: for each policy index, the flat convolution-policy output (plane·64 + square) it reads."""
+    return _gather(conv_policy_map(), "convolution")
 
 
 # Attention policy (lc0 src/neural/tables/attention_policy_map.h, kAttnPolicyMap): 64·64 from→to
@@ -159,11 +164,4 @@ def attention_policy_map() -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def attention_policy_gather() -> np.ndarray:
     """int64 [1858]: for each policy index, the attention-policy logit (of the 4288) it reads."""
-    table = attention_policy_map()
-    source = np.full(POLICY_OUTPUTS, -1, dtype=np.int64)
-    mapped = np.flatnonzero(table >= 0)
-    source[table[mapped]] = mapped
-    if (source < 0).any() or len(mapped) != POLICY_OUTPUTS:
-        raise AssertionError("attention policy map does not reach every output exactly once")
-    source.setflags(write=False)
-    return source
+    return _gather(attention_policy_map(), "attention")

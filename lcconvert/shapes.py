@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from lcconvert.constants import CONV_POLICY_PLANES, MOVES_LEFT_V1, POLICY_ATTENTION, POLICY_CONVOLUTION
-from lcconvert.errors import NetworkError
+from lcconvert.errors import refuse_problems
 from lcconvert.network import ConvBlock, Network
 
 
@@ -123,10 +123,7 @@ def structure_problems(net: Network) -> list[str]:
 
 def check(net: Network) -> Network:
     """Raise NetworkError naming the file and the first shape problem; return `net` when consistent."""
-    problems = structure_problems(net)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise NetworkError(net.source.path, problems[0] + more)
+    refuse_problems(net.source.path, structure_problems(net))
     return net
 
 

@@ -38,7 +38,7 @@ from lcconvert.constants import (
     VALUE_WDL,
     Family,
 )
-from lcconvert.errors import NetworkError
+from lcconvert.errors import refuse_problems
 from lcconvert.network import Network
 from lcconvert.tensor import Tensor
 
@@ -89,10 +89,7 @@ def usable_problems(net: Network) -> list[str]:
 
 def require_usable(net: Network) -> Network:
     """Raise NetworkError naming the file and the first `usable_problems` entry; return `net`."""
-    problems = usable_problems(net)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise NetworkError(net.source.path, problems[0] + more)
+    refuse_problems(net.source.path, usable_problems(net))
     return net
 
 

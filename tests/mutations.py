@@ -85,26 +85,9 @@ def bases(tmp: Path) -> dict[str, tuple[bytes, str, str]]:
 
 def _top_level_fields(payload: bytes) -> list[tuple[int, int]]:
     """(start, end) of each top-level protobuf field of `payload`."""
-    from lcconvert.formats.lc0_proto import _varint
+    from lcconvert.formats.lc0_proto import top_level_fields
 
-    spans, pos = [], 0
-    while pos < len(payload):
-        start = pos
-        key, pos = _varint(payload, pos)
-        wire = key & 7
-        if wire == 0:
-            _, pos = _varint(payload, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 2:
-            length, pos = _varint(payload, pos)
-            pos += length
-        elif wire == 5:
-            pos += 4
-        else:
-            break
-        spans.append((start, pos))
-    return spans
+    return [(start, end) for _, start, end in top_level_fields(payload)]
 
 
 def _layers(msg):

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import mutations
 from conftest import LZ_0K
 from lcconvert import fold, forward, io, synth, verify
 from lcconvert._proto import net_pb2
@@ -42,15 +43,7 @@ def damaged_networks(draw):
         gammas=draw(st.booleans()), biases=draw(st.booleans()), seed=draw(st.integers(0, 3)))
     payload, _ = io.serialize(net, io.PB, draw(st.sampled_from(list(synth.Encoding))))
     msg = net_pb2.Net.FromString(payload)
-    layers = []
-    stack = [msg.weights]
-    while stack:
-        m = stack.pop()
-        for field, value in m.ListFields():
-            if field.message_type is None:
-                continue
-            for v in (value if field.is_repeated else [value]):
-                (layers if field.message_type.name == "Layer" else stack).append(v)
+    layers = list(mutations._layers(msg))
     for _ in range(draw(st.integers(0, 3))):
         layer = layers[draw(st.integers(0, len(layers) - 1))]
         op = draw(st.sampled_from(["min", "max", "params", "encoding", "clear"]))

@@ -106,29 +106,37 @@ def repeated_singular_field(data: bytes) -> str | None:
     left to the parser's own error.
     """
     seen: set[int] = set()
-    pos = 0
     try:
-        while pos < len(data):
-            key, pos = _varint(data, pos)
-            number, wire = key >> 3, key & 7
+        for number, _, _ in top_level_fields(data):
             if number in SINGULAR_NET_FIELDS:
                 if number in seen:
                     return SINGULAR_NET_FIELDS[number]
                 seen.add(number)
-            if wire == 0:
-                _, pos = _varint(data, pos)
-            elif wire == 1:
-                pos += 8
-            elif wire == 2:
-                length, pos = _varint(data, pos)
-                pos += length
-            elif wire == 5:
-                pos += 4
-            else:
-                return None
     except ValueError:
         return None
     return None
+
+
+def top_level_fields(data: bytes):
+    """(field number, start, end) of each top-level field of a serialized message, walking tags only;
+    ValueError on a malformed wire format."""
+    pos = 0
+    while pos < len(data):
+        start = pos
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            pos += length
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        yield number, start, pos
 
 
 def _unknown_enums(msg, numbers: dict[int, str]) -> dict[str, int]:
