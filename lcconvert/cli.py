@@ -43,6 +43,16 @@ def _encoding(value):
     return Encoding.parse(value) if value else None
 
 
+class _Lines:
+    """Pre-rendered text among the reports `verify` prints."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def render(self):
+        return self.text
+
+
 def _print_notes(notes):
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -90,11 +100,21 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     if not (betas or gammas or layers or csv_path or plot_path):
         from lcconvert import summary
 
-        info = summary.describe(io.load(net_path, checkpoint_options=checkpoint_options))
+        from lcconvert import verify
+
+        net = io.load(net_path, checkpoint_options=checkpoint_options)
+        info = summary.describe(net)
+        # Which engine generations compute this file as lc0 ≥ 0.21 does (8 positions: a wrong γ/β
+        # reading moves outputs by ≥ 1e-2, far above what 8 positions can miss).
+        gens = verify.generations(net, positions=8) if not verify.check(net) else None
+        if gens is not None:
+            info["computed_correctly_by"] = gens.correct_by
         if as_json:
             click.echo(json.dumps(info, indent=2))
         else:
             click.echo(summary.render(info))
+            if gens is not None:
+                click.echo(f"  {gens.summary_line()}")
         return
 
     from lcconvert import files, stats
@@ -201,8 +221,8 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
     # Summaries go to stderr when the network itself goes to stdout.
     to_stderr = out == "-"
     # OUT under legacy semantics against IN under modern semantics, on the bytes about to be written.
-    check = pipeline.Check(functools.partial(verify.compare, legacy=True),
-                           failure="the folded network does not compute what IN computes")
+    # ...and every engine generation (lc0 ≥ 0.21, 0.20, ≤ 0.19) computes OUT the same way.
+    check = pipeline.Check(verify.fold_check, failure="the folded network does not compute what IN computes")
     try:
         result = pipeline.write_file(
             src, out, to=to, encoding=_encoding(encoding), force=force, backwards_compatible=True,
@@ -269,13 +289,17 @@ def eval_(net_path, planes_path, out_path, semantics, as_json, force, checkpoint
 @click.option("--against", "ref_path", metavar="REF",
               help="Compare with REF (any readable network), evaluated with modern semantics.")
 @click.option("--legacy", is_flag=True,
-              help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
+              help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible "
+                   "and every older engine generation (--engine lc0-0.20 and lc0-0.19) computes it correctly.")
+@click.option("--engine", "engines_", multiple=True, type=click.Choice(["modern", "lc0-0.20", "lc0-0.19"]),
+              help="Report (and require) that this engine generation computes what modern semantics compute; "
+                   "repeatable.")
 @click.option("--positions", "n_positions", type=click.IntRange(1, 4096), default=32, show_default=True,
               help="Number of seeded positions.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
 @checkpoint_options
-def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_options):
+def verify_(net_path, ref_path, legacy, engines_, n_positions, seed, as_json, checkpoint_options):
     """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
 
     Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
@@ -295,6 +319,17 @@ def verify_(net_path, ref_path, legacy, n_positions, seed, as_json, checkpoint_o
         reports.append(bc)
         if legacy and not bc.passed:
             failures += [f"not backwards compatible: {r}" for r in bc.reasons]
+        from lcconvert.engines import GENERATIONS, OLDER
+
+        asked = [g for g in GENERATIONS if g in engines_ or (legacy and g in OLDER)]
+        gens = verify.generations(net, None, n_positions, seed)
+        result["engines"] = gens.to_dict()
+        wanted = [r for r in gens.results if r.generation in asked]
+        failures += [f"not computed correctly by {r.generation}: {r.status}"
+                     + (f" ({r.reasons[0]})" if r.reasons else "") for r in wanted if not r.correct]
+        shown = verify.GenerationsReport(gens.net, gens.positions, gens.seed, wanted)
+        reports.append(_Lines(gens.summary_line() + ("\n" + "\n".join(shown.render().splitlines()[1:])
+                                                     if wanted else "")))
         if ref_path:
             ref = io.load(ref_path, checkpoint_options=checkpoint_options)
             ref_problems = verify.check(ref)
