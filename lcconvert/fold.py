@@ -268,9 +268,20 @@ class _Weights:
     def __init__(self, block: ConvBlock, channels: int):
         self.tensor = block.weights
         self.channels = channels
+        self.input_means = None  # _InputMeans of the network, or None
+        self.name = ""
         self._rows = None
         self._rows64 = None
         self._norms = None
+
+    def spread(self) -> tuple[float, float] | None:
+        """quantfold.input_spread of this block's measured inputs, or None."""
+        if self.input_means is None:
+            return None
+        mean, sq = self.input_means.get(self.name), self.input_means.get(self.name + ":sq")
+        if mean is None or sq is None:
+            return None
+        return quantfold.input_spread(mean, sq, self.rows.shape[1])
 
     @property
     def rows(self) -> np.ndarray:
@@ -317,8 +328,11 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     lo, hi = quantfold.layer_range(block.weights)
     row_lo, row_hi = cache.row_range
     cap = quantfold.factor_caps(row_lo, row_hi, lo, hi, np.sign(stats.gamma))
+    on_grid = block.weights.encoding is Encoding.LINEAR16 and block.weights.raw is not None
+    spread = cache.spread()
     k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
-                                 (hi - lo) / LINEAR16_STEPS, eps_e)
+                                 (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
+                                 input_var=spread[0] if spread else None)
     sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     zero = sol.k == 0
     if zero.any() and not zero.all():
@@ -328,8 +342,23 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     out = []
     for exact_zeros in ((True, False) if zero.any() else (False,)):
         out.append(_build(name, block, stats, "per-channel", sol, beta_into, target, eps_t, eps_e, cache,
-                          rows=(lo, hi, exact_zeros)))
+                          rows=(lo, hi, exact_zeros, False)))
     return out
+
+
+def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weights", beta_into: str,
+           eps_t: float, eps_e: float) -> Solution:
+    """`sol` with k := ⟨Ŵ_c, W_c⟩/⟨W_c, W_c⟩ for every live channel and σ'², b', μ' solved again for it."""
+    w = cache.rows64
+    norm2 = cache.norms**2
+    live = (sol.k != 0) & (norm2 > 0)
+    k = sol.k.copy()
+    k[live] = np.einsum("ij,ij->i", stored[live], w[live]) / norm2[live]
+    var = sol.var.copy()
+    s2 = stats.var + eps_t
+    var[live] = k[live] ** 2 * s2[live] / stats.gamma[live] ** 2 - eps_e
+    bias, mean = offsets(stats, k, np.sqrt(var + eps_e), beta_into)
+    return Solution(sol.strategy, k, bias, mean, var)
 
 
 def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
@@ -354,9 +383,10 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
 
 def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: Solution, beta_into: str,
            encoding: Encoding | None, eps_t: float, eps_e: float, cache: _Weights,
-           rows: tuple[float, float, bool] | None = None) -> _Candidate:
-    """Encode a solution and measure it. `rows` = (lo, hi, exact_zeros): write the weights LINEAR16 with
-    that range (quantfold.encode_rows) and the offset across means and biases (quantfold.split_offset)."""
+           rows: tuple[float, float, bool, bool] | None = None) -> _Candidate:
+    """Encode a solution and measure it. `rows` = (lo, hi, exact_zeros, keep_grid): write the weights
+    LINEAR16 with that range (quantfold.encode_rows) and the offset across means and biases
+    (quantfold.split_offset)."""
     changed: list[str] = []
     fields: dict[str, Tensor] = {}
     noise_ratio = None
@@ -366,7 +396,12 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
         exact = cache.rows64 * sol.k[:, None]
         enc = encoding or block.weights.encoding
         if rows is not None:
-            weights = quantfold.encode_rows(exact.astype(np.float32), rows[0], rows[1], sol.k == 0, rows[2])
+            weights = quantfold.encode_rows(exact.astype(np.float32), rows[0], rows[1], sol.k == 0, rows[2],
+                                            keep_grid=rows[3])
+            # Re-solve for what was stored: each channel's k is the stored row's least-squares slope on
+            # W_c, so the rounding's component along W_c (a scale error of the channel) goes into t.
+            sol = _refit(stats, sol, weights.values.reshape(exact.shape).astype(np.float64), cache, beta_into,
+                         eps_t, eps_e)
         else:
             weights = _encode(exact.ravel().astype(np.float32), enc, f"{name}.weights")
         # Against the exact k·W in float64, so even a FLOAT32 output counts its rounding.
@@ -385,7 +420,18 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
         def enc(values, f):
             return _field(block, f, values.astype(np.float64), encoding, name)[0]
 
-        fields["biases"], fields["means"] = quantfold.split_offset(bias - mean, mean, enc)
+        # The weights' rounding moves the channel's mean input by δ (quantfold.rounding_shift):
+        # the offset takes it back, so the legacy block is exact at the mean input again.
+        shift = np.zeros_like(bias)
+        input_mean = cache.input_means.get(cache.name) if cache.input_means is not None else None
+        if input_mean is not None and weights is not block.weights:
+            stored_w = weights.values.reshape(cache.rows.shape).astype(np.float64)
+            shift = quantfold.rounding_shift(stored_w - cache.rows64 * sol.k[:, None], input_mean)
+        if beta_into == "means":  # the biases are free: they take the means' rounding residual
+            fields["biases"], fields["means"] = quantfold.split_offset(bias - mean - shift, mean + shift, enc)
+        else:  # the biases carry k·b + β·t̂ exactly as before (betas stay recoverable from them)
+            shift = np.zeros_like(bias)
+            fields["means"], fields["biases"] = enc(mean, "means"), enc(bias, "biases")
         changed += [f for f in ("biases", "means") if fields[f] is not getattr(block, f)]
     else:
         for f, values in (("biases", bias), ("means", mean)):
@@ -402,6 +448,8 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
     new = ConvBlock(weights=weights, biases=fields["biases"], means=fields["means"],
                     variances=fields["variances"], gammas=None, betas=None)
     stored = [fields[f].values.astype(np.float64) for f in ("biases", "means", "variances")]
+    if rows is not None:
+        stored[0] = stored[0] + shift  # measured at the true mean input, where the rounding adds δ
     errors = measure(stats, sol.k, *stored, eps_t, eps_e, noise_ratio)
     if not np.isfinite(errors.worst):
         c = int(np.argmax(~np.isfinite(errors.per_channel)))
@@ -441,7 +489,8 @@ def _check_block(path: str, name: str, block: ConvBlock, stats: BlockStats, eps_
 
 
 def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_into: str,
-               encoding: Encoding | None, train_epsilon: float, engine_epsilon: float) -> tuple[ConvBlock, BlockReport]:
+               encoding: Encoding | None, train_epsilon: float, engine_epsilon: float,
+               input_means: "_InputMeans | None" = None) -> tuple[ConvBlock, BlockReport]:
     """Fold one batch-norm block; raise NetworkError when no allowed strategy can store it."""
     stats = BlockStats.of(block)
     _check_block(path, name, block, stats, train_epsilon)
@@ -452,6 +501,7 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     found: list[_Candidate] = []
     reasons: dict[str, object] = {}
     cache = _Weights(block, stats.gamma.size)
+    cache.input_means, cache.name = input_means, name
     for strategy in strategies:
         try:
             cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon,
@@ -473,6 +523,8 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     # per-channel's 6.0e-5, yet moves the policy by 4.8e-4 against 1.4e-4 (binary input planes are the
     # direction-favouring inputs `measure`'s weights term assumes away).
     keeps = [c for c in found if "weights" not in c.changed or c.strategy == "per-channel"]
+    if any(c.strategy == "per-channel" for c in found):
+        found = keeps  # it generalises "weights" on the weights' own grid
     best = min(found, key=lambda c: c.errors.worst)
     if keeps and "weights" in best.changed:
         kept = min(keeps, key=lambda c: c.errors.worst)
@@ -494,6 +546,43 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
 
 
 # -- the network -------------------------------------------------------------------
+
+# Positions (seeded, realistic: positions.random_planes) whose mean block inputs calibrate the
+# rounding-offset correction; seed 1, so that verification's seed-0 positions are not the ones fitted.
+CALIBRATION_POSITIONS, CALIBRATION_SEED = 32, 1
+
+
+class _InputMeans:
+    """Each batch-norm block's mean input per square and channel on realistic positions, measured with
+    one forward pass of the input network the first time a block asks (a fold that rewrites no weights
+    never pays for it); None when the network cannot be evaluated here (no rounding-offset correction)."""
+
+    def __init__(self, net: Network | None):
+        self.net = net
+        self.record: dict[str, np.ndarray] | None = None
+
+    def get(self, name: str) -> np.ndarray | None:
+        if self.net is None:
+            return None
+        if self.record is None:
+            self.record = self._measure()
+        return self.record.get(name)
+
+    def _measure(self) -> dict[str, np.ndarray]:
+        from lcconvert.forward import Model, supported_problem
+        from lcconvert.positions import random_planes
+
+        if supported_problem(self.net):
+            return {}
+        record: dict[str, np.ndarray] = {}
+        try:
+            with np.errstate(all="ignore"):
+                Model(self.net, "modern", np.float32)(
+                    random_planes(self.net, CALIBRATION_POSITIONS, CALIBRATION_SEED), record=record)
+        except (ValueError, NetworkError, UnsupportedError):
+            return {}
+        return {k: v for k, v in record.items() if np.all(np.isfinite(v))}
+
 
 def _set_block(net: Network, name: str, block: ConvBlock) -> None:
     parts = name.split(".")
@@ -532,13 +621,15 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
             missing = "variances" if block.variances is None else "means"
             raise NetworkError(path, f"{name}: batch norm without {missing}: cannot fold")
 
+    input_means = _InputMeans(net if gamma_into == "auto" else None)
     new = net.copy()
     report = FoldReport(beta_into=beta_into, gamma_into=gamma_into,
                         encoding=encoding.label if encoding is not None else None,
                         train_epsilon=eps_t, engine_epsilon=eps_e,
                         min_version_before=net.min_version, min_version_after=None)
     for name, block in list(new.bn_blocks()):
-        folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e)
+        folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e,
+                                          input_means)
         _set_block(new, name, folded)
         report.blocks.append(block_report)
     new.epsilon = eps_e
