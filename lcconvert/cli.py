@@ -229,12 +229,16 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
             transform=functools.partial(fold.fold, beta_into=beta_into, gamma_into=gamma_into),
             check=None if no_verify else check, epsilon=train_epsilon, checkpoint_options=checkpoint_options)
     except VerificationFailed as e:
+        advice = verify.refusal(pipeline.read(src, epsilon=train_epsilon, checkpoint_options=checkpoint_options),
+                                e.report, e.verification, beta_into=beta_into, gamma_into=gamma_into)
         if as_json:
             click.echo(json.dumps({"written": False, "fold": e.report.to_dict(),
-                                   "verification": e.verification.to_dict()}, indent=2), err=to_stderr)
+                                   "verification": e.verification.to_dict(), "refusal": advice}, indent=2),
+                       err=to_stderr)
         else:
             click.echo(render(e.report), err=True)
             click.echo(e.verification.render(), err=True)
+            click.echo("\n".join(advice), err=True)
         raise
     if as_json:
         click.echo(json.dumps({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)

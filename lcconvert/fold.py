@@ -329,6 +329,14 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     row_lo, row_hi = cache.row_range
     cap = quantfold.factor_caps(row_lo, row_hi, lo, hi, np.sign(stats.gamma))
     on_grid = block.weights.encoding is Encoding.LINEAR16 and block.weights.raw is not None
+    # |γ| > s/√ε (FORMATS.md §3): t = k·s/|γ| must exceed √ε, so k ≥ |γ|·√ε/s; where that is beyond
+    # the cap, the weights' range is widened to hold it (every row is then rounded on the new grid).
+    need = np.abs(stats.gamma) / s * np.sqrt(eps_e) * (1 + 1e-3)
+    if np.any(need > cap):
+        widen = float(np.max(need[need > cap] / cap[need > cap]))
+        lo, hi = lo * widen, hi * widen
+        cap = cap * widen
+        on_grid = False
     spread = cache.spread()
     k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
                                  (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
@@ -348,15 +356,22 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
 
 def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weights", beta_into: str,
            eps_t: float, eps_e: float) -> Solution:
-    """`sol` with k := ⟨Ŵ_c, W_c⟩/⟨W_c, W_c⟩ for every live channel and σ'², b', μ' solved again for it."""
+    """`sol` with k := ⟨Ŵ_c, W_c⟩/⟨W_c, W_c⟩ for live channels inside the variance range, and σ'², b', μ'
+    solved again for it (k/t = γ/s holds exactly for the refitted k)."""
     w = cache.rows64
     norm2 = cache.norms**2
     live = (sol.k != 0) & (norm2 > 0)
+    # Channels at either end of the variance layer are stored exactly there (quantfold.choose_factors):
+    # they keep their k; the others are refitted inside the layer's range, which must not grow.
+    lo, hi = float(sol.var[sol.k != 0].min(initial=np.inf)), float(sol.var[sol.k != 0].max(initial=-np.inf))
+    tol = 1e-9 * (abs(hi - lo) + abs(hi))
+    inside = live & (np.abs(sol.var - lo) > tol) & (np.abs(sol.var - hi) > tol)
     k = sol.k.copy()
-    k[live] = np.einsum("ij,ij->i", stored[live], w[live]) / norm2[live]
+    k[inside] = np.einsum("ij,ij->i", stored[inside], w[inside]) / norm2[inside]
     var = sol.var.copy()
     s2 = stats.var + eps_t
-    var[live] = k[live] ** 2 * s2[live] / stats.gamma[live] ** 2 - eps_e
+    var[inside] = np.clip(k[inside] ** 2 * s2[inside] / stats.gamma[inside] ** 2 - eps_e, lo, hi)
+    k[inside] = np.sign(k[inside]) * np.sqrt((var[inside] + eps_e) * stats.gamma[inside] ** 2 / s2[inside])
     bias, mean = offsets(stats, k, np.sqrt(var + eps_e), beta_into)
     return Solution(sol.strategy, k, bias, mean, var)
 

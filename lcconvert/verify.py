@@ -494,3 +494,39 @@ def fold_check(written: Network, source: Network, positions: int = 32, seed: int
     and all three engine generations compute OUT as modern semantics do."""
     return FoldVerification(compare(written, source, legacy=True, positions=positions, seed=seed),
                             generations(written, positions=positions, seed=seed))
+
+
+def refusal(source: Network, report, verification, beta_into: str = "means", gamma_into: str = "auto",
+            positions: int = 32, seed: int = 0) -> list[str]:
+    """Why fold-bias refused, in lines a user can act on: the worst block and channel with its error,
+    each failed head's measured difference against its limit, and what would pass — the same fold with
+    FLOAT16 output (tried here; such a file needs lc0 ≥ 0.33, so no older engine reads it)."""
+    from lcconvert import fold as fold_mod
+
+    lines = []
+    worst = report.worst if report is not None else None
+    if worst is not None:
+        lines.append(f"refused: worst block {worst.name}, channel {worst.worst_channel}: RMS error "
+                     f"{worst.error:.3e} in activation units (strategy {worst.strategy})")
+    against = getattr(verification, "against", verification)
+    for h in against.heads:
+        if not h.passed:
+            lines.append(f"  {HEAD_LABELS[h.head]}: measured {h.max_abs:.3e} against a limit of {h.limit:.3e} "
+                         f"({h.max_abs / h.floor if h.floor else float('inf'):.2f}× the rounding floor)")
+    engines = getattr(verification, "engines", None)
+    if engines is not None:
+        lines += [f"  not computed correctly by {r}" for r in engines.reasons]
+    try:
+        alt, _ = fold_mod.fold(source, beta_into=beta_into, gamma_into=gamma_into, encoding=Encoding.FLOAT16)
+        check = compare(alt, source, legacy=True, positions=positions, seed=seed)
+    except Exception as e:  # noqa: BLE001 - advice only: any failure just means no alternative to offer
+        lines.append(f"  would pass: nothing found (FLOAT16 output: {e})")
+        return lines
+    if check.passed:
+        worst_head = max(check.heads, key=lambda h: h.max_abs / h.limit)
+        lines.append(f"  would pass: FLOAT16 output (--encoding float16): {HEAD_LABELS[worst_head.head]} "
+                     f"{worst_head.max_abs:.3e} against {worst_head.limit:.3e}; it needs lc0 ≥ 0.33, which "
+                     "older engines cannot read")
+    else:
+        lines.append("  would pass: nothing tried (FLOAT16 output fails too: " + check.reasons[0] + ")")
+    return lines

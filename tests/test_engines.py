@@ -85,7 +85,7 @@ def test_computed_correctly_by(nets, name, correct_by):
     assert report.summary_line().startswith("computed correctly by: modern")
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "se-mixed"])
+@pytest.mark.parametrize("name", ALL)
 def test_fold_of_each_legacy_net_is_computed_by_every_generation(nets, name):
     """The folded file, read by emulated v0.20.2 and ≤ 0.19, reproduces current lc0's outputs of the original
     on the real reference positions, within the LINEAR16 rounding floor `verify --against` measures."""
