@@ -65,6 +65,8 @@ from lcconvert.transforms import reencode
 SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
 # What auto encodes and measures per block, in order (ties go to the earlier one).
 AUTO_CANDIDATES = ("variances", "weights", "per-channel")
+# What auto tried before the per-channel fold (kept for benchmarks/bench_fold.py's same-run baseline).
+PER_BLOCK_CANDIDATES = ("variances", "weights", *SPLIT_EXPONENTS)
 # How much smaller a weights-rewriting candidate's measured error must be for auto to pick it.
 WEIGHTS_MARGIN = 1.25
 
