@@ -43,16 +43,6 @@ def _encoding(value):
     return Encoding.parse(value) if value else None
 
 
-class _Lines:
-    """Pre-rendered text among the reports `verify` prints."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def render(self):
-        return self.text
-
-
 def _print_notes(notes):
     for note in notes:
         click.echo(f"note: {note}", err=True)
@@ -98,9 +88,7 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     from lcconvert import io
 
     if not (betas or gammas or layers or csv_path or plot_path):
-        from lcconvert import summary
-
-        from lcconvert import verify
+        from lcconvert import summary, verify
 
         net = io.load(net_path, checkpoint_options=checkpoint_options)
         info = summary.describe(net)
@@ -331,9 +319,8 @@ def verify_(net_path, ref_path, legacy, engines_, n_positions, seed, as_json, ch
         wanted = [r for r in gens.results if r.generation in asked]
         failures += [f"not computed correctly by {r.generation}: {r.status}"
                      + (f" ({r.reasons[0]})" if r.reasons else "") for r in wanted if not r.correct]
-        shown = verify.GenerationsReport(gens.net, gens.positions, gens.seed, wanted)
-        reports.append(_Lines(gens.summary_line() + ("\n" + "\n".join(shown.render().splitlines()[1:])
-                                                     if wanted else "")))
+        gens.shown = tuple(asked)  # plain verify: the summary line only
+        reports.append(gens)
         if ref_path:
             ref = io.load(ref_path, checkpoint_options=checkpoint_options)
             ref_problems = verify.check(ref)

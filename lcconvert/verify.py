@@ -365,6 +365,7 @@ class GenerationsReport:
     positions: int
     seed: int
     results: list[GenerationResult] = field(default_factory=list)
+    shown: tuple[str, ...] | None = None  # generations `render` details (None: all)
 
     @property
     def correct_by(self) -> list[str]:
@@ -382,6 +383,8 @@ class GenerationsReport:
     def summary_line(self) -> str:
         from lcconvert.engines import LABELS
 
+        if self.results and all(r.status == "not evaluated" for r in self.results):
+            return f"computed correctly by: not evaluated ({self.results[0].reasons[0]})"
         names = ", ".join(f"{g} ({LABELS[g]})" for g in self.correct_by) or "none of the engine generations"
         return f"computed correctly by: {names}"
 
@@ -393,10 +396,11 @@ class GenerationsReport:
         from lcconvert.engines import LABELS
 
         lines = [self.summary_line()]
-        if not detail:
+        shown = [r for r in self.results if self.shown is None or r.generation in self.shown]
+        if not detail or not shown:
             return "\n".join(lines)
         lines.append(f"  engine generations against modern semantics, {self.positions} positions, seed {self.seed}")
-        for r in self.results:
+        for r in shown:
             lines.append(f"  {r.generation:<10}{LABELS[r.generation]:<26}{r.status}")
             for h in r.heads:
                 lines.append(f"    {HEAD_LABELS.get(h.head, h.head):<24}max |diff| {h.max_abs:.3e}  "
