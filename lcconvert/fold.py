@@ -32,9 +32,15 @@ for every z exactly when k/t = γ/s and (b' − μ')/t = β + γ(b − μ)/s, i.
     variances, which narrows the variance layer's range (its LINEAR16 step is
     shared by all channels) at the price of re-quantizing the weights; λ keeps
     the weights layer's span. Exact for any sign of γ.
-  * "auto": every candidate is encoded in the output encoding and measured
-    (see `measure`); the one with the smaller error wins, per block, ties going
-    to "variances", which leaves the weights alone.
+  * "per-channel" (only inside "auto", LINEAR16 output): k chosen for each
+    channel against the layers' shared LINEAR16 ranges (quantfold.py): weights
+    kept on their own grid, the variance layer's exact ends for the most
+    constrained channels, exact zeros where γ = 0, the offset split across means
+    and biases and corrected for the mean of the weights' rounding (measured on
+    seeded positions through the input network: `_InputMeans`).
+  * "auto": the candidates variances, weights and per-channel are encoded in the
+    output encoding and measured (see `measure`); the one with the smaller error
+    wins, per block, ties going to the earlier, which leaves more alone.
 
 `beta_into` splits D:
   * "means": b' = 0, μ' = k·(μ − b) − β·t (biases written as zeros).
