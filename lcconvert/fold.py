@@ -70,7 +70,7 @@ from lcconvert.transforms import reencode
 # no longer among auto's candidates: "per-channel" (quantfold.py) chooses each channel's split.
 SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
 # What auto encodes and measures per block, in order (ties go to the earlier one).
-AUTO_CANDIDATES = ("variances", "weights", "per-channel")
+AUTO_CANDIDATES = ("variances", "per-channel", "weights")
 # What auto tried before the per-channel fold (kept for benchmarks/bench_fold.py's same-run baseline).
 PER_BLOCK_CANDIDATES = ("variances", "weights", *SPLIT_EXPONENTS)
 # How much smaller a weights-rewriting candidate's measured error must be for auto to pick it.
@@ -526,6 +526,8 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     cache = _Weights(block, stats.gamma.size)
     cache.input_means, cache.name = input_means, name
     for strategy in strategies:
+        if strategy == "weights" and any(c.strategy == "per-channel" for c in found):
+            continue  # per-channel keeps the weights' grid and is preferred over it anyway (below)
         try:
             cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon,
                               cache)
@@ -570,15 +572,20 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
 
 # -- the network -------------------------------------------------------------------
 
-# Positions (seeded, realistic: positions.random_planes) whose mean block inputs calibrate the
-# rounding-offset correction; seed 1, so that verification's seed-0 positions are not the ones fitted.
+# Positions (seeded, realistic: positions.random_planes) whose input planes calibrate the input block's
+# rounding; seed 1, so that verification's seed-0 positions are not the ones fitted.
 CALIBRATION_POSITIONS, CALIBRATION_SEED = 32, 1
 
 
 class _InputMeans:
-    """Each batch-norm block's mean input per square and channel on realistic positions, measured with
-    one forward pass of the input network the first time a block asks (a fold that rewrites no weights
-    never pays for it); None when the network cannot be evaluated here (no rounding-offset correction)."""
+    """Mean and mean square, per square and channel ([rows, cols, C]; the square as "NAME:sq"), of the
+    inputs of the blocks whose inputs are known without a forward pass (which would cost more than the
+    whole fold of a 20×256 net):
+      * the input block: the input planes of seeded realistic positions;
+      * each residual conv2 (ReLU networks): its input is relu(y), y = the conv1 batch norm's output,
+        taken as normal N(β, γ²) per channel as the statistics describe it (E relu(y) and E relu(y)²
+        in closed form).
+    Other blocks get no calibration (quantfold then assumes inputs that favour no direction)."""
 
     def __init__(self, net: Network | None):
         self.net = net
@@ -592,19 +599,34 @@ class _InputMeans:
         return self.record.get(name)
 
     def _measure(self) -> dict[str, np.ndarray]:
-        from lcconvert.forward import Model, supported_problem
+        from math import erf
+
+        from lcconvert.constants import ACTIVATION_RELU
+        from lcconvert.forward import supported_problem
         from lcconvert.positions import random_planes
 
-        if supported_problem(self.net):
-            return {}
-        record: dict[str, np.ndarray] = {}
-        try:
-            with np.errstate(all="ignore"):
-                Model(self.net, "modern", np.float32)(
-                    random_planes(self.net, CALIBRATION_POSITIONS, CALIBRATION_SEED), record=record)
-        except (ValueError, NetworkError, UnsupportedError):
-            return {}
-        return {k: v for k, v in record.items() if np.all(np.isfinite(v))}
+        net, record = self.net, {}
+        if supported_problem(net):
+            return record
+        b = net.board_size
+        x = np.asarray(random_planes(net, CALIBRATION_POSITIONS, CALIBRATION_SEED), dtype=np.float64)
+        x = x.reshape(x.shape[0], net.input_planes, b, b).transpose(0, 2, 3, 1)  # [N, rows, cols, planes]
+        record["input"], record["input:sq"] = x.mean(axis=0), (x**2).mean(axis=0)
+        if net.format.activation != ACTIVATION_RELU:
+            return record
+        phi = np.vectorize(lambda u: 0.5 * (1.0 + erf(u / np.sqrt(2.0))))
+        for i, r in enumerate(net.residual):
+            st = BlockStats.of(r.conv1)
+            g, beta = np.abs(st.gamma), st.beta
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = np.where(g > 0, beta / np.where(g > 0, g, 1.0), np.sign(beta) * np.inf)
+            cdf, pdf = phi(u), np.exp(-0.5 * np.where(np.isfinite(u), u, 0.0) ** 2) / np.sqrt(2 * np.pi)
+            pdf = np.where(np.isfinite(u), pdf, 0.0)
+            mean = beta * cdf + g * pdf
+            sq = (beta**2 + g**2) * cdf + beta * g * pdf
+            record[f"residual.{i}.conv2"] = np.broadcast_to(mean, (b, b, mean.size)).copy()
+            record[f"residual.{i}.conv2:sq"] = np.broadcast_to(sq, (b, b, sq.size)).copy()
+        return record
 
 
 def _set_block(net: Network, name: str, block: ConvBlock) -> None:

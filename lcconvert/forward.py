@@ -277,16 +277,8 @@ class Model:
             raise FormatError(source, "input planes contain non-finite values")
         return np.ascontiguousarray(x.transpose(0, 2, 1))
 
-    def __call__(self, planes, source: str = "<planes>", record: dict | None = None) -> Outputs:
-        """`record`, when given, receives each batch-norm conv block's mean input per square and
-        channel, [rows, cols, C] by block name, and its mean square as "NAME:sq" (fold.py's
-        quantization-aware fold calibrates its rounding with them)."""
+    def __call__(self, planes, source: str = "<planes>") -> Outputs:
         raw = self.input_array(planes, source)  # [N, squares, planes]
-
-        def note(name, h):
-            if record is not None:
-                record[name] = h.mean(axis=1, dtype=np.float64)
-                record[name + ":sq"] = np.square(h, dtype=np.float64).mean(axis=1)
         n, b, c = raw.shape[0], self.board, self.input.cout
         x = np.ascontiguousarray(raw.reshape(n, b, b, self.planes).transpose(1, 0, 2, 3))
         # One row-im2col buffer per input width, reused by every 3×3 convolution of that
@@ -298,12 +290,9 @@ class Model:
                 bufs[conv.cin] = np.zeros((b + 2, n, b, 3 * conv.cin), dtype=self.dtype)
             return self._conv3(h, conv, bufs[conv.cin])
 
-        note("input", x)
         x = self._act(conv3(x, self.input))
-        for i, (conv1, conv2, se) in enumerate(self.tower):
-            note(f"residual.{i}.conv1", x)
+        for conv1, conv2, se in self.tower:
             h = self._act(conv3(x, conv1))
-            note(f"residual.{i}.conv2", h)
             y = conv3(h, conv2)
             if se is not None:
                 w1, b1, w2, b2 = se
@@ -315,9 +304,6 @@ class Model:
             x = self._act(y)
 
         # Policy.
-        note("policy1" if self.conv_policy else "policy", x)
-        note("value", x)
-        note("moves_left", x)
         if self.conv_policy:
             p = conv3(self._act(conv3(x, self.policy1)), self.policy)  # [8, N, 8, 80], no activation
             # lc0 indexes the 80 planes as plane·64 + square.

@@ -169,12 +169,12 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
     ones_low = t_one[can_one & (t_one <= lo_max)]
     lows = np.unique(np.concatenate([[lo_max, lo_max / 2, lo_max / 4], ones_low]))
     lows = lows[lows > floor_t] if np.any(lows > floor_t) else np.array([lo_max])
-    if lows.size > 8:
-        lows = np.unique(np.concatenate([lows[-4:], np.quantile(lows, [0, 0.25, 0.5, 0.75])]))
+    if lows.size > 4:
+        lows = np.unique(np.concatenate([lows[-2:], np.quantile(lows, [0, 0.5])]))
     highs = np.unique(np.concatenate([t_one[can_one], t_cap[np.isfinite(t_cap)], [lo_max]]))
     highs = highs[highs >= lows.min()]
-    if highs.size > 128:  # a quantile subset keeps the search O(3·128·C)
-        highs = np.unique(np.quantile(highs, np.linspace(0, 1, 128)))
+    if highs.size > 64:  # a quantile subset keeps the search O(4·64·C)
+        highs = np.unique(np.quantile(highs, np.linspace(0, 1, 64)))
     best = (np.inf, None)
     for t_lo in lows:
         hi_t = highs[highs >= t_lo][:, None]  # [nH, 1]
