@@ -423,12 +423,14 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
                                             keep_grid=rows[3])
             # Re-solve for what was stored: each channel's k is the stored row's least-squares slope on
             # W_c, so the rounding's component along W_c (a scale error of the channel) goes into t.
-            sol = _refit(stats, sol, weights.values.reshape(exact.shape).astype(np.float64), cache, beta_into,
-                         eps_t, eps_e)
+            stored_w = weights.values.reshape(exact.shape).astype(np.float64)
+            sol = _refit(stats, sol, stored_w, cache, beta_into, eps_t, eps_e)
+            residual = stored_w - cache.rows64 * sol.k[:, None]
         else:
             weights = _encode(exact.ravel().astype(np.float32), enc, f"{name}.weights")
+            residual = weights.values.reshape(exact.shape) - exact
         # Against the exact k·W in float64, so even a FLOAT32 output counts its rounding.
-        diff = np.linalg.norm(weights.values.reshape(exact.shape) - exact, axis=1)
+        diff = np.linalg.norm(residual, axis=1)
         norm = cache.norms
         noise_ratio = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
         changed.append("weights")
@@ -448,8 +450,7 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
         shift = np.zeros_like(bias)
         input_mean = cache.input_means.get(cache.name) if cache.input_means is not None else None
         if input_mean is not None and weights is not block.weights:
-            stored_w = weights.values.reshape(cache.rows.shape).astype(np.float64)
-            shift = quantfold.rounding_shift(stored_w - cache.rows64 * sol.k[:, None], input_mean)
+            shift = quantfold.rounding_shift(residual, input_mean)
         if beta_into == "means":  # the biases are free: they take the means' rounding residual
             fields["biases"], fields["means"] = quantfold.split_offset(bias - mean - shift, mean + shift, enc)
         else:  # the biases carry k·b + β·t̂ exactly as before (betas stay recoverable from them)

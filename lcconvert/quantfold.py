@@ -177,8 +177,8 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
         lows = np.unique(np.concatenate([lows[-2:], np.quantile(lows, [0, 0.5])]))
     highs = np.unique(np.concatenate([t_one[can_one], t_cap[np.isfinite(t_cap)], [lo_max]]))
     highs = highs[highs >= lows.min()]
-    if highs.size > 64:  # a quantile subset keeps the search O(4·64·C)
-        highs = np.unique(np.quantile(highs, np.linspace(0, 1, 64)))
+    if highs.size > 48:  # a quantile subset keeps the search O(4·48·C)
+        highs = np.unique(np.quantile(highs, np.linspace(0, 1, 48)))
     best = (np.inf, None)
     for t_lo in lows:
         hi_t = highs[highs >= t_lo][:, None]  # [nH, 1]
