@@ -128,13 +128,21 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     from lcconvert import io
 
     if not (betas or gammas or layers or csv_path or plot_path):
-        from lcconvert import summary
+        from lcconvert import summary, verify
 
-        info = summary.describe(io.load(net_path, checkpoint_options=checkpoint_options))
+        net = io.load(net_path, checkpoint_options=checkpoint_options)
+        info = summary.describe(net)
+        # Which engine generations compute this file as lc0 ≥ 0.21 does (8 positions: a wrong γ/β
+        # reading moves outputs by ≥ 1e-2, far above what 8 positions can miss).
+        gens = verify.generations(net, positions=8) if not verify.check(net) else None
+        if gens is not None:
+            info["computed_correctly_by"] = gens.correct_by
         if as_json:
             click.echo(_json(info, indent=2))
         else:
             click.echo(summary.render(info))
+            if gens is not None:
+                click.echo(f"  {gens.summary_line()}")
         return
 
     from lcconvert import files, stats, verify
@@ -253,20 +261,24 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
     # Summaries go to stderr when the network itself goes to stdout.
     to_stderr = out == "-"
     # OUT under legacy semantics against IN under modern semantics, on the bytes about to be written.
-    check = pipeline.Check(functools.partial(verify.compare, legacy=True),
-                           failure="the folded network does not compute what IN computes")
+    # ...and every engine generation (lc0 ≥ 0.21, 0.20, ≤ 0.19) computes OUT the same way.
+    check = pipeline.Check(verify.fold_check, failure="the folded network does not compute what IN computes")
     try:
         result = pipeline.write_file(
             src, out, to=to, encoding=_encoding(encoding), force=force, backwards_compatible=True,
             transform=functools.partial(fold.fold, beta_into=beta_into, gamma_into=gamma_into),
             check=None if no_verify else check, epsilon=train_epsilon, checkpoint_options=checkpoint_options)
     except VerificationFailed as e:
+        advice = verify.refusal(pipeline.read(src, epsilon=train_epsilon, checkpoint_options=checkpoint_options),
+                                e.report, e.verification, beta_into=beta_into, gamma_into=gamma_into)
         if as_json:
             click.echo(_json({"written": False, "fold": e.report.to_dict(),
-                                   "verification": e.verification.to_dict()}, indent=2), err=to_stderr)
+                              "verification": e.verification.to_dict(), "refusal": advice}, indent=2),
+                       err=to_stderr)
         else:
             click.echo(render(e.report), err=True)
             click.echo(e.verification.render(), err=True)
+            click.echo("\n".join(advice), err=True)
         raise
     if as_json:
         click.echo(_json({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)
@@ -401,14 +413,18 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
 @click.option("--against", "ref_path", metavar="REF",
               help="Compare with REF (any readable network), evaluated with modern semantics.")
 @click.option("--legacy", is_flag=True,
-              help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible.")
+              help="Evaluate NET as an engine ignoring γ/β would, and fail unless it is backwards compatible "
+                   "and every older engine generation (--engine lc0-0.20 and lc0-0.19) computes it correctly.")
+@click.option("--engine", "engines_", multiple=True, type=click.Choice(["modern", "lc0-0.20", "lc0-0.19"]),
+              help="Report (and require) that this engine generation computes what modern semantics compute; "
+                   "repeatable.")
 @click.option("--positions", "positions_spec", default="32", show_default=True, metavar="N|FILE",
               help="N seeded positions (half generated, half from real games), or every position of "
                    "FILE.pgn / FILE.epd (chess), FILE.sgf (Go) or an lc0 training .gz.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
 @checkpoint_options
-def verify_(net_path, ref_path, legacy, positions_spec, seed, as_json, checkpoint_options):
+def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json, checkpoint_options):
     """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
 
     Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
@@ -436,6 +452,16 @@ def verify_(net_path, ref_path, legacy, positions_spec, seed, as_json, checkpoin
         reports.append(bc)
         if legacy and not bc.passed:
             failures += [f"not backwards compatible: {r}" for r in bc.reasons]
+        from lcconvert.engines import GENERATIONS, OLDER
+
+        asked = [g for g in GENERATIONS if g in engines_ or (legacy and g in OLDER)]
+        gens = verify.generations(net, None, n_positions, seed)
+        result["engines"] = gens.to_dict()
+        wanted = [r for r in gens.results if r.generation in asked]
+        failures += [f"not computed correctly by {r.generation}: {r.status}"
+                     + (f" ({r.reasons[0]})" if r.reasons else "") for r in wanted if not r.correct]
+        gens.shown = tuple(asked)  # plain verify: the summary line only
+        reports.append(gens)
         if ref_path:
             ref = io.load(ref_path, checkpoint_options=checkpoint_options)
             ref_problems = verify.check(ref)
@@ -501,7 +527,7 @@ def recalibrate(src, out, data, eval_data, positions, batch, workers, scheduler,
     written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force, transform=transform)
     to_stderr = out == "-"
     if as_json:
-        click.echo(json.dumps(written.to_dict("recalibration"), indent=2), err=to_stderr)
+        click.echo(_json(written.to_dict("recalibration"), indent=2), err=to_stderr)
     else:
         click.echo(written.report.render(), err=to_stderr)
         _print_notes(written.report.notes)

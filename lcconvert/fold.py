@@ -32,9 +32,15 @@ for every z exactly when k/t = γ/s and (b' − μ')/t = β + γ(b − μ)/s, i.
     variances, which narrows the variance layer's range (its LINEAR16 step is
     shared by all channels) at the price of re-quantizing the weights; λ keeps
     the weights layer's span. Exact for any sign of γ.
-  * "auto": every candidate is encoded in the output encoding and measured
-    (see `measure`); the one with the smaller error wins, per block, ties going
-    to "variances", which leaves the weights alone.
+  * "per-channel" (only inside "auto", LINEAR16 output): k chosen for each
+    channel against the layers' shared LINEAR16 ranges (quantfold.py): weights
+    kept on their own grid, the variance layer's exact ends for the most
+    constrained channels, exact zeros where γ = 0, the offset split across means
+    and biases and corrected for the mean of the weights' rounding (measured on
+    seeded positions through the input network: `_InputMeans`).
+  * "auto": the candidates variances, weights and per-channel are encoded in the
+    output encoding and measured (see `measure`); the one with the smaller error
+    wins, per block, ties going to the earlier, which leaves more alone.
 
 `beta_into` splits D:
   * "means": b' = 0, μ' = k·(μ − b) − β·t (biases written as zeros).
@@ -51,8 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert import versions
-from lcconvert.codecs import Encoding, check_encodable
+from lcconvert import quantfold, versions
+from lcconvert.codecs import LINEAR16_STEPS, Encoding, check_encodable
 from lcconvert.constants import ENGINE_EPSILON
 from lcconvert.errors import NetworkError, UnsupportedError
 from lcconvert.fold_report import BETA_INTO, GAMMA_INTO, BlockReport, FoldReport
@@ -60,8 +66,13 @@ from lcconvert.network import ConvBlock, Network
 from lcconvert.tensor import Tensor
 from lcconvert.transforms import reencode
 
-# "auto" also tries γ split between weights and variances (split_factors), named by exponent.
+# γ split between weights and variances by one exponent per block (split_factors), named by exponent;
+# no longer among auto's candidates: "per-channel" (quantfold.py) chooses each channel's split.
 SPLIT_EXPONENTS = {"split-0.25": 0.25, "split-0.5": 0.5, "split-0.75": 0.75, "split-1": 1.0}
+# What auto encodes and measures per block, in order (ties go to the earlier one).
+AUTO_CANDIDATES = ("variances", "per-channel", "weights")
+# What auto tried before the per-channel fold (kept for benchmarks/bench_fold.py's same-run baseline).
+PER_BLOCK_CANDIDATES = ("variances", "weights", *SPLIT_EXPONENTS)
 # How much smaller a weights-rewriting candidate's measured error must be for auto to pick it.
 WEIGHTS_MARGIN = 1.25
 
@@ -265,9 +276,20 @@ class _Weights:
     def __init__(self, block: ConvBlock, channels: int):
         self.tensor = block.weights
         self.channels = channels
+        self.input_means = None  # _InputMeans of the network, or None
+        self.name = ""
         self._rows = None
         self._rows64 = None
         self._norms = None
+
+    def spread(self) -> tuple[float, float] | None:
+        """quantfold.input_spread of this block's measured inputs, or None."""
+        if self.input_means is None:
+            return None
+        mean, sq = self.input_means.get(self.name), self.input_means.get(self.name + ":sq")
+        if mean is None or sq is None:
+            return None
+        return quantfold.input_spread(mean, sq, self.rows.shape[1])
 
     @property
     def rows(self) -> np.ndarray:
@@ -292,8 +314,82 @@ class _Weights:
         return self._norms
 
 
+def _nothing_to_fold(block: ConvBlock, encoding: Encoding | None) -> bool:
+    """No γ/β layers, biases present, LINEAR16 means: every engine generation already computes this block
+    as modern semantics do, and moving the biases into the means would only re-quantize them (a per-channel
+    fold stores the means' rounding residual in the biases: refolding must leave that alone)."""
+    return (block.gammas is None and block.betas is None and block.biases is not None
+            and block.means is not None and block.means.encoding is Encoding.LINEAR16
+            and encoding in (None, Encoding.LINEAR16))
+
+
+def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str, encoding: Encoding | None,
+                 eps_t: float, eps_e: float, cache: _Weights) -> list[_Candidate]:
+    """The quantization-aware per-channel fold (quantfold.py), LINEAR16 only; with γ = 0 channels, both
+    with their weights rows written as exact zeros and on the original grid (measured, the better wins)."""
+    target = encoding or (block.weights.encoding if block.weights is not None else _block_encoding(block))
+    if target is not Encoding.LINEAR16 or block.weights is None:
+        raise _Refused(f"{name}: per-channel fold is for LINEAR16 output")
+    s = np.sqrt(stats.var + eps_t)
+    sigma_z = np.sqrt(np.maximum(stats.var, 0.0))
+    rms_z = np.sqrt(sigma_z**2 + (stats.mean - stats.bias) ** 2)
+    lo, hi = quantfold.layer_range(block.weights)
+    row_lo, row_hi = cache.row_range
+    cap = quantfold.factor_caps(row_lo, row_hi, lo, hi, np.sign(stats.gamma))
+    on_grid = block.weights.encoding is Encoding.LINEAR16 and block.weights.raw is not None
+    # |γ| > s/√ε (FORMATS.md §3): t = k·s/|γ| must exceed √ε, so k ≥ |γ|·√ε/s; where that is beyond
+    # the cap, the weights' range is widened to hold it (every row is then rounded on the new grid).
+    need = np.abs(stats.gamma) / s * np.sqrt(eps_e) * (1 + 1e-3)
+    if np.any(need > cap):
+        widen = float(np.max(need[need > cap] / cap[need > cap]))
+        lo, hi = lo * widen, hi * widen
+        cap = cap * widen
+        on_grid = False
+    spread = cache.spread()
+    k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
+                                 (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
+                                 input_var=spread[0] if spread else None)
+    sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
+    zero = sol.k == 0
+    if zero.any() and not zero.all():
+        # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing.
+        sol.var = np.where(zero, np.min(sol.var[~zero]), sol.var)
+        sol.bias, sol.mean = offsets(stats, sol.k, np.sqrt(sol.var + eps_e), beta_into)
+    out = []
+    for exact_zeros in ((True, False) if zero.any() else (False,)):
+        out.append(_build(name, block, stats, "per-channel", sol, beta_into, target, eps_t, eps_e, cache,
+                          rows=(lo, hi, exact_zeros, False)))
+    return out
+
+
+def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weights", beta_into: str,
+           eps_t: float, eps_e: float) -> Solution:
+    """`sol` with k := ⟨Ŵ_c, W_c⟩/⟨W_c, W_c⟩ for live channels inside the variance range, and σ'², b', μ'
+    solved again for it (k/t = γ/s holds exactly for the refitted k)."""
+    w = cache.rows64
+    norm2 = cache.norms**2
+    live = (sol.k != 0) & (norm2 > 0)
+    # Channels at either end of the variance layer are stored exactly there (quantfold.choose_factors):
+    # they keep their k; the others are refitted inside the layer's range, which must not grow.
+    lo, hi = float(sol.var[sol.k != 0].min(initial=np.inf)), float(sol.var[sol.k != 0].max(initial=-np.inf))
+    tol = 1e-9 * (abs(hi - lo) + abs(hi))
+    inside = live & (np.abs(sol.var - lo) > tol) & (np.abs(sol.var - hi) > tol)
+    k = sol.k.copy()
+    slope = np.einsum("ij,ij->i", stored, w)  # every row at once: cheaper than copying the inside rows
+    k[inside] = slope[inside] / norm2[inside]
+    var = sol.var.copy()
+    s2 = stats.var + eps_t
+    var[inside] = np.clip(k[inside] ** 2 * s2[inside] / stats.gamma[inside] ** 2 - eps_e, lo, hi)
+    k[inside] = np.sign(k[inside]) * np.sqrt((var[inside] + eps_e) * stats.gamma[inside] ** 2 / s2[inside])
+    bias, mean = offsets(stats, k, np.sqrt(var + eps_e), beta_into)
+    return Solution(sol.strategy, k, bias, mean, var)
+
+
 def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
                encoding: Encoding | None, eps_t: float, eps_e: float, cache: _Weights) -> _Candidate:
+    if strategy == "per-channel":
+        return min(_per_channel(name, block, stats, beta_into, encoding, eps_t, eps_e, cache),
+                   key=lambda c: c.errors.worst)
     if strategy.startswith("split"):
         k = split_factors(stats, cache.row_range if block.weights is not None else None,
                           SPLIT_EXPONENTS[strategy], eps_t)
@@ -306,6 +402,15 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
             c = int(np.argmax(bad))
             raise _Refused(f"{name}: gamma {stats.gamma[c]:.6g} in channel {c} is too large to fold into the "
                            f"variances (σ'² = {sol.var[c]:.3g} < 0, which readers that clamp variances break)")
+    return _build(name, block, stats, strategy, sol, beta_into, encoding, eps_t, eps_e, cache)
+
+
+def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: Solution, beta_into: str,
+           encoding: Encoding | None, eps_t: float, eps_e: float, cache: _Weights,
+           rows: tuple[float, float, bool, bool] | None = None) -> _Candidate:
+    """Encode a solution and measure it. `rows` = (lo, hi, exact_zeros, keep_grid): write the weights
+    LINEAR16 with that range (quantfold.encode_rows) and the offset across means and biases
+    (quantfold.split_offset)."""
     changed: list[str] = []
     fields: dict[str, Tensor] = {}
     noise_ratio = None
@@ -314,9 +419,19 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
     else:
         exact = cache.rows64 * sol.k[:, None]
         enc = encoding or block.weights.encoding
-        weights = _encode(exact.ravel().astype(np.float32), enc, f"{name}.weights")
+        if rows is not None:
+            weights = quantfold.encode_rows(exact.astype(np.float32), rows[0], rows[1], sol.k == 0, rows[2],
+                                            keep_grid=rows[3])
+            # Re-solve for what was stored: each channel's k is the stored row's least-squares slope on
+            # W_c, so the rounding's component along W_c (a scale error of the channel) goes into t.
+            stored_w = weights.values.reshape(exact.shape).astype(np.float64)
+            sol = _refit(stats, sol, stored_w, cache, beta_into, eps_t, eps_e)
+            residual = stored_w - cache.rows64 * sol.k[:, None]
+        else:
+            weights = _encode(exact.ravel().astype(np.float32), enc, f"{name}.weights")
+            residual = weights.values.reshape(exact.shape) - exact
         # Against the exact k·W in float64, so even a FLOAT32 output counts its rounding.
-        diff = np.linalg.norm(weights.values.reshape(exact.shape) - exact, axis=1)
+        diff = np.linalg.norm(residual, axis=1)
         norm = cache.norms
         noise_ratio = np.divide(diff, norm, out=np.zeros_like(diff), where=norm > 0)
         changed.append("weights")
@@ -327,11 +442,28 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
         raise _Refused(f"{name}: channel {c} does not survive encoding (stored σ'² = {stored_var[c]:.6g} "
                        f"gives σ'² + ε ≤ 0)")
     bias, mean = offsets(stats, sol.k, np.sqrt(stored_var + eps_e), beta_into)
-    for f, values in (("biases", bias), ("means", mean)):
-        t, was_changed = _field(block, f, values, encoding, name)
-        fields[f] = t
-        if was_changed:
-            changed.append(f)
+    if rows is not None:
+        def enc(values, f):
+            return _field(block, f, values.astype(np.float64), encoding, name)[0]
+
+        # The weights' rounding moves the channel's mean input by δ (quantfold.rounding_shift):
+        # the offset takes it back, so the legacy block is exact at the mean input again.
+        shift = np.zeros_like(bias)
+        input_mean = cache.input_means.get(cache.name) if cache.input_means is not None else None
+        if input_mean is not None and weights is not block.weights:
+            shift = quantfold.rounding_shift(residual, input_mean)
+        if beta_into == "means":  # the biases are free: they take the means' rounding residual
+            fields["biases"], fields["means"] = quantfold.split_offset(bias - mean - shift, mean + shift, enc)
+        else:  # the biases carry k·b + β·t̂ exactly as before (betas stay recoverable from them)
+            shift = np.zeros_like(bias)
+            fields["means"], fields["biases"] = enc(mean, "means"), enc(bias, "biases")
+        changed += [f for f in ("biases", "means") if fields[f] is not getattr(block, f)]
+    else:
+        for f, values in (("biases", bias), ("means", mean)):
+            t, was_changed = _field(block, f, values, encoding, name)
+            fields[f] = t
+            if was_changed:
+                changed.append(f)
     if var_changed:
         changed.append("variances")
     if block.gammas is not None:
@@ -341,6 +473,8 @@ def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, be
     new = ConvBlock(weights=weights, biases=fields["biases"], means=fields["means"],
                     variances=fields["variances"], gammas=None, betas=None)
     stored = [fields[f].values.astype(np.float64) for f in ("biases", "means", "variances")]
+    if rows is not None:
+        stored[0] = stored[0] + shift  # measured at the true mean input, where the rounding adds δ
     errors = measure(stats, sol.k, *stored, eps_t, eps_e, noise_ratio)
     if not np.isfinite(errors.worst):
         c = int(np.argmax(~np.isfinite(errors.per_channel)))
@@ -365,15 +499,22 @@ def _check_block(path: str, name: str, block: ConvBlock, stats: BlockStats, eps_
 
 
 def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_into: str,
-               encoding: Encoding | None, train_epsilon: float, engine_epsilon: float) -> tuple[ConvBlock, BlockReport]:
+               encoding: Encoding | None, train_epsilon: float, engine_epsilon: float,
+               input_means: "_InputMeans | None" = None) -> tuple[ConvBlock, BlockReport]:
     """Fold one batch-norm block; raise NetworkError when no allowed strategy can store it."""
     stats = BlockStats.of(block)
     _check_block(path, name, block, stats, train_epsilon)
-    strategies = ("variances", "weights", *SPLIT_EXPONENTS) if gamma_into == "auto" else (gamma_into,)
+    strategies = AUTO_CANDIDATES if gamma_into == "auto" else (gamma_into,)
+    if gamma_into == "auto" and _nothing_to_fold(block, encoding):
+        report = BlockReport(name=name, strategy="unchanged", candidates={"unchanged": 0.0})
+        return block, report
     found: list[_Candidate] = []
     reasons: dict[str, object] = {}
     cache = _Weights(block, stats.gamma.size)
+    cache.input_means, cache.name = input_means, name
     for strategy in strategies:
+        if strategy == "weights" and any(c.strategy == "per-channel" for c in found):
+            continue  # per-channel keeps the weights' grid and is preferred over it anyway (below)
         try:
             cand = _candidate(name, block, stats, strategy, beta_into, encoding, train_epsilon, engine_epsilon,
                               cache)
@@ -388,7 +529,14 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
     # A candidate that rewrites the weights must beat one that leaves them alone by
     # WEIGHTS_MARGIN: the weights term of `measure` is a model (inputs assumed not to
     # favour a direction of weight space), while the other terms are exact.
-    keeps = [c for c in found if "weights" not in c.changed]
+    # A per-channel fold keeps the weights on their own grid (channels with k = 1 keep their very bytes,
+    # the others are rounded on the original step), so it counts as leaving them alone: measured on
+    # legacy/classic-neg-gamma, the input block's "weights" candidate measures 5.8e-5 against
+    # per-channel's 6.0e-5, yet moves the policy by 4.8e-4 against 1.4e-4 (binary input planes are the
+    # direction-favouring inputs `measure`'s weights term assumes away).
+    keeps = [c for c in found if "weights" not in c.changed or c.strategy == "per-channel"]
+    if any(c.strategy == "per-channel" for c in found):
+        found = keeps  # it generalises "weights" on the weights' own grid
     best = min(found, key=lambda c: c.errors.worst)
     if keeps and "weights" in best.changed:
         kept = min(keeps, key=lambda c: c.errors.worst)
@@ -410,6 +558,63 @@ def fold_block(path: str, name: str, block: ConvBlock, gamma_into: str, beta_int
 
 
 # -- the network -------------------------------------------------------------------
+
+# Positions (seeded, realistic: positions.random_planes) whose input planes calibrate the input block's
+# rounding; seed 1, so that verification's seed-0 positions are not the ones fitted.
+CALIBRATION_POSITIONS, CALIBRATION_SEED = 32, 1
+
+
+class _InputMeans:
+    """Mean and mean square, per square and channel ([rows, cols, C]; the square as "NAME:sq"), of the
+    inputs of the blocks whose inputs are known without a forward pass (which would cost more than the
+    whole fold of a 20×256 net):
+      * the input block: the input planes of seeded realistic positions;
+      * each residual conv2 (ReLU networks): its input is relu(y), y = the conv1 batch norm's output,
+        taken as normal N(β, γ²) per channel as the statistics describe it (E relu(y) and E relu(y)²
+        in closed form).
+    Other blocks get no calibration (quantfold then assumes inputs that favour no direction)."""
+
+    def __init__(self, net: Network | None):
+        self.net = net
+        self.record: dict[str, np.ndarray] | None = None
+
+    def get(self, name: str) -> np.ndarray | None:
+        if self.net is None:
+            return None
+        if self.record is None:
+            self.record = self._measure()
+        return self.record.get(name)
+
+    def _measure(self) -> dict[str, np.ndarray]:
+        from math import erf
+
+        from lcconvert.constants import ACTIVATION_RELU
+        from lcconvert.forward import supported_problem
+        from lcconvert.positions import random_planes
+
+        net, record = self.net, {}
+        if supported_problem(net):
+            return record
+        b = net.board_size
+        x = np.asarray(random_planes(net, CALIBRATION_POSITIONS, CALIBRATION_SEED), dtype=np.float64)
+        x = x.reshape(x.shape[0], net.input_planes, b, b).transpose(0, 2, 3, 1)  # [N, rows, cols, planes]
+        record["input"], record["input:sq"] = x.mean(axis=0), (x**2).mean(axis=0)
+        if net.format.activation != ACTIVATION_RELU:
+            return record
+        phi = np.vectorize(lambda u: 0.5 * (1.0 + erf(u / np.sqrt(2.0))))
+        for i, r in enumerate(net.residual):
+            st = BlockStats.of(r.conv1)
+            g, beta = np.abs(st.gamma), st.beta
+            with np.errstate(divide="ignore", invalid="ignore"):
+                u = np.where(g > 0, beta / np.where(g > 0, g, 1.0), np.sign(beta) * np.inf)
+            cdf, pdf = phi(u), np.exp(-0.5 * np.where(np.isfinite(u), u, 0.0) ** 2) / np.sqrt(2 * np.pi)
+            pdf = np.where(np.isfinite(u), pdf, 0.0)
+            mean = beta * cdf + g * pdf
+            sq = (beta**2 + g**2) * cdf + beta * g * pdf
+            record[f"residual.{i}.conv2"] = np.broadcast_to(mean, (b, b, mean.size)).copy()
+            record[f"residual.{i}.conv2:sq"] = np.broadcast_to(sq, (b, b, sq.size)).copy()
+        return record
+
 
 def _set_block(net: Network, name: str, block: ConvBlock) -> None:
     parts = name.split(".")
@@ -469,13 +674,15 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
             missing = "variances" if block.variances is None else "means"
             raise NetworkError(path, f"{name}: batch norm without {missing}: cannot fold")
 
+    input_means = _InputMeans(net if gamma_into == "auto" else None)
     new = net.copy()
     report = FoldReport(beta_into=beta_into, gamma_into=gamma_into,
                         encoding=encoding.label if encoding is not None else None,
                         train_epsilon=eps_t, engine_epsilon=eps_e,
                         min_version_before=net.min_version, min_version_after=None)
     for name, block in list(new.bn_blocks()):
-        folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e)
+        folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e,
+                                          input_means)
         _set_block(new, name, folded)
         report.blocks.append(block_report)
     new.epsilon = eps_e

@@ -29,7 +29,7 @@ class BlockReport:
     """
 
     name: str
-    strategy: str  # "unchanged", "variances" or "weights"
+    strategy: str  # "unchanged", "variances", "weights" or "per-channel" (quantfold.py)
     changed: tuple[str, ...] = ()
     negated_channels: int = 0
     zeroed_channels: int = 0
@@ -118,7 +118,7 @@ def render(report: FoldReport) -> str:
              + (f"; encoded as {report.encoding}" if report.encoding else "")
              + (f"; training ε {report.train_epsilon:g} → engine ε {report.engine_epsilon:g}"
                 if report.train_epsilon != report.engine_epsilon else "") + ")",
-             f"  {'block':<20}{'strategy':<11}{'rewritten':<17}{'error':>10}{'scale':>10}{'offset':>10}"
+             f"  {'block':<20}{'strategy':<12}{'rewritten':<17}{'error':>10}{'scale':>10}{'offset':>10}"
              f"{'noise':>10}  notes"]
     for b in report.blocks:
         rewritten = " ".join(_SHORT[f] for f in b.changed) or "-"
@@ -133,7 +133,7 @@ def render(report: FoldReport) -> str:
             name = min(measured, key=measured.get)
             extra.append(f"next {name} {measured[name]:.2e}")
         extra += [f"{n}: refused" for n, v in others.items() if not isinstance(v, float) and n in GAMMA_INTO]
-        lines.append(f"  {b.name:<20}{b.strategy:<11}{rewritten:<17}{b.error:>10.2e}{b.scale_error:>10.2e}"
+        lines.append(f"  {b.name:<20}{b.strategy:<12}{rewritten:<17}{b.error:>10.2e}{b.scale_error:>10.2e}"
                      f"{b.offset_error:>10.2e}{b.noise_error:>10.2e}  {'; '.join(extra)}")
     worst = report.worst
     if worst is not None:

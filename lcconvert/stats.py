@@ -158,6 +158,11 @@ def effective_betas(block: ConvBlock, epsilon: float) -> tuple[np.ndarray | None
     betas, biases, gammas = _f64(block.betas), _f64(block.biases), _f64(block.gammas)
     means, variances = _f64(block.means), _f64(block.variances)
     has_bias = biases is not None and bool(np.any(biases != 0))
+    if has_bias and betas is None and means is not None and block.means.encoding is Encoding.LINEAR16:
+        # fold-bias --beta-into means writes the means' own LINEAR16 rounding residual into the biases
+        # (quantfold.split_offset): within one means step they say nothing about β.
+        step = (float(means.max()) - float(means.min())) / LINEAR16_STEPS
+        has_bias = bool(np.any(np.abs(biases) > step))
     if betas is None and not has_bias:
         if means is not None and bool(np.any(means != 0)):
             return None, NOT_RECOVERABLE

@@ -388,3 +388,210 @@ def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, plane
         report.reasons.append(f"layers encoded as {', '.join(not_linear)}: engines before lc0 v0.33 decode "
                               "every layer as LINEAR16")
     return report
+
+
+# -- engine generations ------------------------------------------------------------------
+
+@dataclass
+class GenerationResult:
+    """One engine generation on one file: does it compute what modern semantics compute?
+
+    status: "correct", "differs", "undefined" (its output is not a function of the file),
+    "cannot load" (it refuses or misreads the file), or "not evaluated" (no forward pass here).
+    """
+
+    generation: str
+    status: str
+    heads: list[HeadResult] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+    def to_dict(self) -> dict:
+        from lcconvert.engines import LABELS
+
+        return {"generation": self.generation, "engines": LABELS[self.generation], "status": self.status,
+                "correct": self.correct, "heads": [h.to_dict() for h in self.heads],
+                "reasons": list(self.reasons), "notes": list(self.notes)}
+
+
+@dataclass
+class GenerationsReport:
+    """Per engine generation, whether it computes what modern semantics compute (and by how much it differs)."""
+
+    net: str
+    positions: int
+    seed: int
+    results: list[GenerationResult] = field(default_factory=list)
+    shown: tuple[str, ...] | None = None  # generations `render` details (None: all)
+
+    @property
+    def correct_by(self) -> list[str]:
+        return [r.generation for r in self.results if r.correct]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.correct for r in self.results)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{r.generation}: {r.status}" + (f" ({r.reasons[0]})" if r.reasons else "")
+                for r in self.results if not r.correct]
+
+    def summary_line(self) -> str:
+        from lcconvert.engines import LABELS
+
+        if self.results and all(r.status == "not evaluated" for r in self.results):
+            return f"computed correctly by: not evaluated ({self.results[0].reasons[0]})"
+        names = ", ".join(f"{g} ({LABELS[g]})" for g in self.correct_by) or "none of the engine generations"
+        return f"computed correctly by: {names}"
+
+    def to_dict(self) -> dict:
+        return {"net": self.net, "positions": self.positions, "seed": self.seed, "passed": self.passed,
+                "correct_by": self.correct_by, "generations": [r.to_dict() for r in self.results]}
+
+    def render(self, detail: bool = True) -> str:
+        from lcconvert.engines import LABELS
+
+        lines = [self.summary_line()]
+        shown = [r for r in self.results if self.shown is None or r.generation in self.shown]
+        if not detail or not shown:
+            return "\n".join(lines)
+        lines.append(f"  engine generations against modern semantics, {self.positions} positions, seed {self.seed}")
+        for r in shown:
+            lines.append(f"  {r.generation:<10}{LABELS[r.generation]:<26}{r.status}")
+            for h in r.heads:
+                lines.append(f"    {HEAD_LABELS.get(h.head, h.head):<24}max |diff| {h.max_abs:.3e}  "
+                             f"limit {h.limit:.3e}  {'yes' if h.passed else 'NO'}")
+            lines += [f"    - {x}" for x in r.reasons]
+            lines += [f"    note: {x}" for x in r.notes]
+        return "\n".join(lines)
+
+
+def generations(net: Network, which=None, positions: int = 32, seed: int = 0) -> GenerationsReport:
+    """Which engine generations (engines.py) compute, from this very file, what lc0 ≥ 0.21 computes.
+
+    Same file, so no encoding noise for "modern" and "lc0-0.19": they must agree within the
+    arithmetic allowance. lc0 0.20 decodes LINEAR16 with its own float32 rounding
+    (engines.decode_v020); that decode's own effect — NET decoded its way, evaluated with
+    modern semantics — is measured in the same run, and lc0-0.20 passes within K × it +
+    allowance. (On legacy/classic-plain, which has no γ/β, the real v0.20.2 differs from
+    current lc0 by 1e-6 in probability: that decode effect and nothing else.)
+    """
+    from lcconvert import engines
+    from lcconvert.forward import Model, supported_problem
+    from lcconvert.positions import random_planes
+
+    which = tuple(engines.GENERATIONS if which is None else which)
+    report = GenerationsReport(_name(net), positions, seed)
+    why = supported_problem(net)
+    if why:
+        report.results = [GenerationResult(g, "not evaluated", reasons=[why]) for g in which]
+        return report
+    planes = random_planes(net, positions, seed)
+    modern = Model(net, "modern", DTYPE)(planes)
+    for g in which:
+        engines.check_generation(g)
+        if g == "modern":
+            report.results.append(GenerationResult(g, "correct"))
+            continue
+        result = GenerationResult(g, "correct")
+        report.results.append(result)
+        undefined = engines.undefined(net, g)
+        if undefined:
+            result.status, result.reasons = "undefined", [undefined]
+            continue
+        problems = engines.load_problems(net, g)
+        with np.errstate(all="ignore"):
+            out = engines.model(net, g, DTYPE)(planes)
+            floor = None
+            if g == "lc0-0.20":
+                floor = _diffs(Model(engines.decoded_as(net, g), "modern", DTYPE)(planes), modern)
+        for head, d in _diffs(out, modern).items():
+            d = np.where(np.isfinite(d), d, np.inf)
+            base = K * float(floor[head].max()) if floor is not None else 0.0
+            result.heads.append(HeadResult(head, float(d.max()), float(d.mean()),
+                                           base + ALLOWANCE * _scale(modern, head)))
+        failed = [h for h in result.heads if not h.passed]
+        if failed:
+            result.status = "differs"
+            result.reasons.append("max |diff|: " + ", ".join(f"{h.head} {h.max_abs:.3g}" for h in failed))
+        if problems:
+            result.status = "cannot load"
+            result.reasons = problems + result.reasons
+        need = versions.required(net)
+        newest = (0, 20, 99) if g == "lc0-0.20" else (0, 19, 99)
+        if need > newest:
+            result.notes.append(f"batch-norm semantics only: this architecture needs lc0 ≥ {versions.fmt(need)}, "
+                                f"which no {g} release loads")
+    return report
+
+
+@dataclass
+class FoldVerification:
+    """fold-bias's check of the written file: OUT (legacy) against IN (modern), and every engine
+    generation on OUT itself; `to_dict` keeps the comparison's keys at the top level."""
+
+    against: Report
+    engines: GenerationsReport
+
+    @property
+    def passed(self) -> bool:
+        return self.against.passed and self.engines.passed
+
+    @property
+    def reasons(self) -> list[str]:
+        return self.against.reasons + [f"not computed correctly by {r}" for r in self.engines.reasons]
+
+    def to_dict(self) -> dict:
+        return {**self.against.to_dict(), "passed": self.passed, "reasons": self.reasons,
+                "engines": self.engines.to_dict()}
+
+    def render(self) -> str:
+        return self.against.render() + "\n" + self.engines.render(detail=not self.engines.passed)
+
+
+def fold_check(written: Network, source: Network, positions: int = 32, seed: int = 0) -> FoldVerification:
+    """What fold-bias requires of OUT: legacy semantics of OUT match modern IN within K × the floor,
+    and all three engine generations compute OUT as modern semantics do."""
+    return FoldVerification(compare(written, source, legacy=True, positions=positions, seed=seed),
+                            generations(written, positions=positions, seed=seed))
+
+
+def refusal(source: Network, report, verification, beta_into: str = "means", gamma_into: str = "auto",
+            positions: int = 32, seed: int = 0) -> list[str]:
+    """Why fold-bias refused, in lines a user can act on: the worst block and channel with its error,
+    each failed head's measured difference against its limit, and what would pass — the same fold with
+    FLOAT16 output (tried here; such a file needs lc0 ≥ 0.33, so no older engine reads it)."""
+    from lcconvert import fold as fold_mod
+
+    lines = []
+    worst = report.worst if report is not None else None
+    if worst is not None:
+        lines.append(f"refused: worst block {worst.name}, channel {worst.worst_channel}: RMS error "
+                     f"{worst.error:.3e} in activation units (strategy {worst.strategy})")
+    against = getattr(verification, "against", verification)
+    for h in against.heads:
+        if not h.passed:
+            lines.append(f"  {HEAD_LABELS[h.head]}: measured {h.max_abs:.3e} against a limit of {h.limit:.3e} "
+                         f"({h.max_abs / h.floor if h.floor else float('inf'):.2f}× the rounding floor)")
+    engines = getattr(verification, "engines", None)
+    if engines is not None:
+        lines += [f"  not computed correctly by {r}" for r in engines.reasons]
+    try:
+        alt, _ = fold_mod.fold(source, beta_into=beta_into, gamma_into=gamma_into, encoding=Encoding.FLOAT16)
+        check = compare(alt, source, legacy=True, positions=positions, seed=seed)
+    except Exception as e:  # noqa: BLE001 - advice only: any failure just means no alternative to offer
+        lines.append(f"  would pass: nothing found (FLOAT16 output: {e})")
+        return lines
+    if check.passed:
+        worst_head = max(check.heads, key=lambda h: h.max_abs / h.limit)
+        lines.append(f"  would pass: FLOAT16 output (--encoding float16): {HEAD_LABELS[worst_head.head]} "
+                     f"{worst_head.max_abs:.3e} against {worst_head.limit:.3e}; it needs lc0 ≥ 0.33, which "
+                     "older engines cannot read")
+    else:
+        lines.append("  would pass: nothing tried (FLOAT16 output fails too: " + check.reasons[0] + ")")
+    return lines

@@ -1,0 +1,155 @@
+"""Engine generations: what each generation of engines computes from the same file.
+
+Why: "backwards compatible" is not one thing. Three generations of engines read
+the batch-norm fields of a network differently (FORMATS.md §3, confirmed on
+builds of each):
+
+  * "modern"   lc0 ≥ 0.21: y = γ·(z + b − μ)/√(σ² + ε) + β, exact for any γ.
+  * "lc0-0.20" lc0 v0.20.x: decodes LINEAR16 in float32 as q/65535·(max − min) + min
+               with a single rounding (see `decode_v020`), and where a block has
+               γ/β layers merges them at load as s = γ/√(σ² + ε), σ'² = 1/s² − ε,
+               μ' = μ − β/s (γ := 1, β := 0), so the sign of a negative γ is lost;
+               it appends C zero biases, so a block with conv biases *and* γ/β
+               reads 2C biases. The input block's bias count is the network's
+               filter count: there 2C means reading past the end of the weights —
+               undefined output (measured: NaN, different from run to run). In the
+               other blocks the appended zeros are never read (measured on
+               legacy/se-mixed, which has such blocks).
+  * "lc0-0.19" lc0 ≤ 0.19 and Leela Zero: y = (z + b − μ)/√(σ² + ε); γ and β are
+               ignored; a biases layer of C entries is required.
+
+This module turns a network into what a generation holds after loading it (a
+Network evaluated with forward.py's "legacy" semantics for the older two), and
+says when a generation cannot load a file or computes something undefined. The
+judgement "does it compute what modern semantics compute" is verify.py's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lcconvert.codecs import Encoding
+from lcconvert.constants import ENGINE_EPSILON, Family
+from lcconvert.forward import Model, Outputs
+from lcconvert.network import ConvBlock, Network
+from lcconvert.tensor import Tensor
+from lcconvert.transforms import map_tensors
+
+GENERATIONS = ("modern", "lc0-0.20", "lc0-0.19")
+OLDER = ("lc0-0.20", "lc0-0.19")  # what `verify --legacy` means
+LABELS = {"modern": "lc0 ≥ 0.21", "lc0-0.20": "lc0 0.20.x", "lc0-0.19": "lc0 ≤ 0.19 / Leela Zero"}
+
+
+def check_generation(generation: str) -> str:
+    if generation not in GENERATIONS:
+        raise ValueError(f"engine generation must be one of {GENERATIONS}, not {generation!r}")
+    return generation
+
+
+def decode_v020(t: Tensor) -> np.ndarray:
+    """lc0 v0.20.2's float32 LINEAR16 decode: θ = q/65535 and r = max − min in float32, then θ·r + min
+    rounded once (a fused multiply-add). Where the layer's min is not 0, an exact 0 of the modern decode
+    comes out as a tiny non-zero value (1e-9 .. 2e-6 on legacy/se-mixed), which the γ/β merge turns into
+    a huge variance; with two roundings instead the emulation gives NaN where the engine gave numbers."""
+    if t.encoding is not Encoding.LINEAR16 or t.raw is None:
+        return t.values
+    q = np.frombuffer(t.raw, dtype="<u2")
+    lo, hi = np.float32(t.min_val or 0.0), np.float32(t.max_val or 0.0)
+    theta = q.astype(np.float32) / np.float32(65535)
+    span = np.float32(hi - lo)
+    # A product of two float32 is exact in float64; adding a float32 and rounding to float32 once
+    # is the fused multiply-add (float64 holds the exact sum here to within one float64 rounding).
+    return (theta.astype(np.float64) * np.float64(span) + np.float64(lo)).astype(np.float32)
+
+
+def undefined(net: Network, generation: str) -> str | None:
+    """Why `generation` computes no well-defined output from `net`, or None."""
+    check_generation(generation)
+    if generation == "lc0-0.20":
+        b = net.input
+        if b.biases is not None and (b.gammas is not None or b.betas is not None):
+            return ("input: conv biases and γ/β layers: lc0 0.20 appends C zero biases, takes the 2C biases as "
+                    "the filter count and reads past the end of the weights (undefined output)")
+    return None
+
+
+def load_problems(net: Network, generation: str) -> list[str]:
+    """What stops `generation` from loading the batch-norm part of `net` at all."""
+    check_generation(generation)
+    problems: list[str] = []
+    if generation == "modern":
+        return problems
+    not_linear = sorted({t.encoding.name for _, t in net.tensors() if not t.encoding.legacy_readable})
+    # Text weights are decimal for every engine; a Go network is read by Leela Zero from text only (a Go
+    # network in a protobuf is a container no engine loads), so lc0's layer encodings do not apply to it.
+    if not_linear and net.source.kind != "text" and net.family is not Family.GO:
+        problems.append(f"layers encoded as {', '.join(not_linear)}: engines before lc0 v0.33 decode every "
+                        "layer as LINEAR16")
+    if generation == "lc0-0.19":
+        no_bias = [name for name, b in net.bn_blocks() if b.biases is None]
+        if no_bias:
+            problems.append(f"{no_bias[0]}: no conv biases ({len(no_bias)} block(s)); lc0 ≤ 0.19 needs a "
+                            "biases layer of C entries")
+    else:
+        no_bias = [name for name, b in net.bn_blocks()
+                   if b.biases is None and b.gammas is None and b.betas is None]
+        if no_bias:
+            problems.append(f"{no_bias[0]}: neither conv biases nor γ/β ({len(no_bias)} block(s)); lc0 0.20 "
+                            "takes the bias count as the channel count")
+    return problems
+
+
+def _merge_v020(block: ConvBlock) -> ConvBlock:
+    """v0.20's load-time merge of γ/β into means and variances, in float32 as the engine does it."""
+    if block.gammas is None and block.betas is None:
+        return block
+    c = block.out_channels
+    g = block.gammas.values if block.gammas is not None else np.ones(c, np.float32)
+    beta = block.betas.values if block.betas is not None else np.zeros(c, np.float32)
+    eps = np.float32(ENGINE_EPSILON)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = g / np.sqrt(block.variances.values + eps)
+        var = np.float32(1.0) / (s * s) - eps  # the sign of s is lost here
+        mean = block.means.values - beta / s
+    return block.replace(means=Tensor.from_values(mean), variances=Tensor.from_values(var), gammas=None,
+                         betas=None)
+
+
+def as_loaded(net: Network, generation: str) -> Network:
+    """`net` as `generation` holds it after loading: evaluate it with `semantics(generation)`."""
+    check_generation(generation)
+    if generation != "lc0-0.20":
+        return net
+    out = decoded_as(net, generation)
+    out.input = _merge_v020(out.input)
+    for r in out.residual:
+        r.conv1, r.conv2 = _merge_v020(r.conv1), _merge_v020(r.conv2)
+    for name, block in list(out.conv_blocks()):
+        if name != "input" and not name.startswith("residual.") and block.has_bn:
+            setattr(out, name, _merge_v020(block))
+    return out
+
+
+def decoded_as(net: Network, generation: str) -> Network:
+    """A copy of `net` with only the generation's decode applied (no merge): what it would compute
+    with exact batch-norm semantics — the decode's own share of a generation's difference."""
+    if check_generation(generation) != "lc0-0.20":
+        return net.copy()
+    return map_tensors(net, lambda _name, t: Tensor.from_values(decode_v020(t))
+                       if t.encoding is Encoding.LINEAR16 and t.raw is not None else t)
+
+
+def semantics(generation: str) -> str:
+    """forward.py's batch-norm semantics for a network returned by `as_loaded`."""
+    return "modern" if check_generation(generation) == "modern" else "legacy"
+
+
+def model(net: Network, generation: str, dtype=np.float64) -> Model:
+    """A forward model of what `generation` computes from `net` (check `undefined` first)."""
+    return Model(as_loaded(net, generation), semantics(generation), dtype)
+
+
+def evaluate(net: Network, planes, generation: str, dtype=np.float64) -> Outputs:
+    why = undefined(net, generation)
+    if why:
+        raise ValueError(why)
+    return model(net, generation, dtype)(planes)

@@ -1,0 +1,250 @@
+"""Quantization-aware choices for a batch-norm fold in LINEAR16: per-channel weight factors, weights kept
+on their own grid, exact zeros, and an offset stored across two layers.
+
+Why: LINEAR16 gives each layer one range, shared by all its channels (FORMATS.md §1). A fold moves
+γ into the weights (W' = k·W) and/or the variances (σ'² = (k·s/γ)² − ε); one bad channel then costs
+every other channel of the layer its precision — a tiny γ folded into the variances blows up that
+layer's range, a large γ folded into the weights blows up theirs. One choice of k per block cannot
+serve a block whose γ span four orders of magnitude with both signs; a choice per channel can:
+
+* The weights layer keeps the original file's range [lo, hi] (written with that very min/max), so a
+  channel whose k is 1 is re-encoded to the same uint16 values — exact — and every other channel is
+  rounded on the original step: its k is capped so that its row k·W stays inside [lo, hi].
+* With the weights' range fixed, a channel's output error falls as its t = k/a grows (a = γ/s):
+  the weights' rounding is divided by t, the variance layer's step by 2t². The variance layer stores
+  its min and max exactly, so `choose_factors` puts the most constrained channels at its two ends
+  T_lo, T_hi, gives every other channel the better of k = 1 (exact weights) and the largest t its
+  weights allow, and keeps the (T_lo, T_hi) with the smallest RMS of a modelled channel error.
+* γ = 0: k = 0 and the channel's weights row is written as exact zeros (`encode_rows`), so the
+  channel outputs exactly β, whatever its input.
+* The offset b' − μ' = D is stored in two layers that are quantized independently: the means take
+  the bulk and are encoded first; the biases then store D + μ̂' — for `beta_into` "means" only the
+  means' rounding residual, a layer whose range (and so step) is one means step wide
+  (`split_offset`). The offset then lands within ~1e-5 of a means step of the exact value.
+* Where the block's inputs are known (fold._InputMeans), the mean of what the weights' rounding adds
+  to each channel (`rounding_shift`) goes back into the offset, and the inputs' spread
+  (`input_spread`) sizes the rounding's effect in the model.
+
+The error model mirrors fold.measure, which then measures the encoded result exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lcconvert.codecs import LINEAR16_STEPS, Encoding
+from lcconvert.tensor import Tensor
+
+# Nudges (float32 ulps of the layer's max) tried to put an exact 0 on a LINEAR16 grid: measured on
+# random ranges, an exact 0 exists within 500 ulps for half of them and within 4,900 for all of 200.
+ZERO_SEARCH_ULPS = 8192
+# How much more a re-rounded weights row counts than the model says: on the input block of
+# legacy/se-mixed (binary input planes) a re-rounded row moved the outputs about 2× what the model
+# predicts relative to a rounded variance. Tried 1, 2, 4, 16 on legacy/se-mixed, classic-neg-gamma and a
+# pathological maia-1100 (verify seeds 0 and 2): 4 gave se-mixed its smallest ratio to the floor (0.84,
+# 0.97) with the others within their spread; the figures move by ±40% from seed to seed.
+NOISE_WEIGHT = 4.0
+
+
+def _decode_one(q: np.ndarray, lo: np.float32, hi: np.float32) -> np.ndarray:
+    """codecs.decode's LINEAR16 arithmetic for a few q values."""
+    theta = q.astype(np.float32) * np.float32(1.0 / LINEAR16_STEPS)
+    return lo * (np.float32(1.0) - theta) + hi * theta
+
+
+def _quantize(x: np.ndarray, lo: np.float32, hi: np.float32) -> np.ndarray:
+    """codecs.encode's LINEAR16 arithmetic with a given range (float32, round half to even)."""
+    if hi == lo:
+        return np.zeros(x.size, dtype="<u2")
+    scaled = (x - lo) / (hi - lo) * np.float32(LINEAR16_STEPS)
+    return np.clip(np.rint(scaled), 0, LINEAR16_STEPS).astype("<u2")
+
+
+def zero_grid(lo: float, hi: float, max_ulps: int = ZERO_SEARCH_ULPS) -> tuple[np.float32, np.float32, int] | None:
+    """(lo', hi', q): a LINEAR16 range containing [lo, hi] on which q decodes to exactly 0.0, or None."""
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    if lo32 == 0:
+        return lo32, hi32, 0
+    if hi32 == 0:
+        return lo32, hi32, LINEAR16_STEPS
+    if lo32 > 0:  # the range must contain 0: extend it down to exactly 0
+        return np.float32(0.0), hi32, 0
+    if hi32 < 0:
+        return lo32, np.float32(0.0), LINEAR16_STEPS
+    # Widen the range by the fewest ulps, alternating max up and min down: the smaller the nudge, the
+    # closer every other value stays to its old grid point.
+    h, lw = hi32, lo32
+    for _ in range(max_ulps + 1):
+        for cand_lo, cand_hi in ((lo32, h), (lw, hi32)):
+            q0 = int(np.rint(-float(cand_lo) / (float(cand_hi) - float(cand_lo)) * LINEAR16_STEPS))
+            qs = np.array([q for q in (q0 - 1, q0, q0 + 1) if 0 <= q <= LINEAR16_STEPS])
+            hit = qs[_decode_one(qs, cand_lo, cand_hi) == 0]
+            if hit.size:
+                return cand_lo, cand_hi, int(hit[0])
+        h = np.nextafter(h, np.float32(np.inf))
+        lw = np.nextafter(lw, np.float32(-np.inf))
+    return None
+
+
+def layer_range(t: Tensor) -> tuple[float, float]:
+    """The stored LINEAR16 range of a layer (its min/max fields), else its values' range."""
+    if t.encoding is Encoding.LINEAR16 and t.raw is not None and t.min_val is not None and t.max_val is not None:
+        return float(t.min_val), float(t.max_val)
+    v = t.values
+    return float(v.min()), float(v.max())
+
+
+def encode_rows(rows: np.ndarray, lo: float, hi: float, zero_rows: np.ndarray, exact_zeros: bool,
+                keep_grid: bool = False) -> Tensor:
+    """LINEAR16 of `rows` [C, n] (float32 values inside [lo, hi]) written with the range [lo, hi].
+
+    exact_zeros: rows in `zero_rows` decode to exactly 0.0 — the range's max is nudged (by at most
+    ZERO_SEARCH_ULPS ulps) until the grid holds an exact 0; fallback: the nearest grid point to 0.
+    keep_grid: nudge by no more than a twentieth of a step, so rows re-encoded unchanged (k = 1) stay
+    within 5% of a step of their old values. Values outside [lo, hi] are clipped (callers keep them inside).
+    """
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    zq = None
+    if exact_zeros and zero_rows.any():
+        limit = ZERO_SEARCH_ULPS
+        if keep_grid:
+            ulp = float(max(np.spacing(np.abs(lo32)), np.spacing(np.abs(hi32))))
+            limit = int((float(hi32) - float(lo32)) / LINEAR16_STEPS / 20 / ulp)
+        found = zero_grid(lo32, hi32, limit)
+        if found is not None:
+            lo32, hi32, zq = found
+    x = np.ascontiguousarray(rows, dtype=np.float32)
+    q = _quantize(x.ravel(), lo32, hi32).reshape(x.shape)
+    if zq is not None:
+        q[zero_rows] = zq
+    return Tensor(Encoding.LINEAR16, q.tobytes(), float(lo32), float(hi32))
+
+
+def factor_caps(row_lo: np.ndarray, row_hi: np.ndarray, lo: float, hi: float, sign: np.ndarray) -> np.ndarray:
+    """The largest |k| per channel with k·W_c inside [lo, hi] (k of the given sign); inf for a zero row."""
+    rlo, rhi = row_lo.astype(np.float64), row_hi.astype(np.float64)
+    cap = np.full(rlo.shape, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = sign >= 0
+        # k > 0: k·rhi ≤ hi and k·rlo ≥ lo; k < 0: |k|·(−rlo) ≤ hi and |k|·(−rhi) ≥ lo.
+        up, down = np.where(pos, rhi, -rlo), np.where(pos, rlo, -rhi)
+        cap = np.where(up > 0, np.minimum(cap, hi / np.where(up > 0, up, 1.0)), cap)
+        cap = np.where(down < 0, np.minimum(cap, lo / np.where(down < 0, down, -1.0)), cap)
+    return cap
+
+
+def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z: np.ndarray,
+                   row_norm: np.ndarray, row_size: int, cap: np.ndarray, w_step: float,
+                   engine_epsilon: float, exact_one: bool = True, input_var: float | None = None) -> np.ndarray:
+    """Per-channel weight factors k (module docstring): k = 0 where γ = 0, else sign(γ)·a·t, t chosen
+    per channel once the variance layer's two ends T_lo ≤ T_hi are chosen (σ'² = t² − ε).
+
+    A LINEAR16 layer stores its min and max exactly (q = 0 and 65535), so a channel placed at
+    either end of the variance layer has an exact variance; channels in between are rounded by
+    half a step, (T_hi² − T_lo²)/131070. Per channel the options are: t = T_lo or t = T_hi (exact
+    variance; weights re-rounded), k = 1 (γ > 0: exact weights, t = s/γ, exact at an end), or the
+    largest t its weights allow (t_cap = cap/a) in between. Model (output units, as fold.measure):
+    re-rounded weights NOISE_WEIGHT·‖ΔW_c‖/‖W_c‖·rms(z)/t with ‖ΔW_c‖ = step·√(n/12); a rounded
+    variance moves t by at most step/(4t), a scale error a·σ_z·step/(4t²). The (T_lo, T_hi) with the
+    smallest RMS of the modelled channel errors wins. Means and biases are exact to ~1e-5 of a step
+    (split_offset).
+    """
+    a = np.abs(gamma) / s
+    live = a > 0
+    k = np.zeros(gamma.size)
+    if not live.any():
+        return k
+    a_l, cap_l, g_l = a[live], cap[live], gamma[live]
+    floor_t = np.sqrt(engine_epsilon) * (1 + 1e-6)  # σ'² = t² − ε must stay > 0
+    t_one = 1.0 / a_l  # k = 1 (γ > 0 only)
+    t_cap = np.where(np.isfinite(cap_l), cap_l / a_l, np.inf)
+    can_one = (g_l > 0) & (t_one > floor_t) & (t_one <= t_cap)
+    if input_var is not None:  # measured inputs: step·√(Σ Var x_i / 12), the same for every channel
+        noise_unit = NOISE_WEIGHT * w_step * np.sqrt(input_var / 12.0) * np.ones(a_l.size)
+    else:  # no inputs measured: assume they favour no direction of weight space
+        noise_unit = NOISE_WEIGHT * w_step * np.sqrt(row_size / 12.0) * np.divide(
+            rms_z[live], row_norm[live], out=np.zeros(a_l.size), where=row_norm[live] > 0)
+    one_noise = 0.0 if exact_one else 1.0
+    scale_unit = a_l * sigma_z[live] / (4.0 * LINEAR16_STEPS)
+    lo_max = float(np.min(t_cap))
+    if not lo_max > floor_t:
+        lo_max = floor_t * 2  # no channel can reach it: measure() will show the cost
+    # A positive channel whose k = 1 puts it at or below every cap can itself be the low end: exact
+    # weights and an exact variance for the most constrained channel.
+    ones_low = t_one[can_one & (t_one <= lo_max)]
+    lows = np.unique(np.concatenate([[lo_max, lo_max / 2, lo_max / 4], ones_low]))
+    lows = lows[lows > floor_t] if np.any(lows > floor_t) else np.array([lo_max])
+    if lows.size > 4:
+        lows = np.unique(np.concatenate([lows[-2:], np.quantile(lows, [0, 0.5])]))
+    highs = np.unique(np.concatenate([t_one[can_one], t_cap[np.isfinite(t_cap)], [lo_max]]))
+    highs = highs[highs >= lows.min()]
+    if highs.size > 48:  # a quantile subset keeps the search O(4·48·C)
+        highs = np.unique(np.quantile(highs, np.linspace(0, 1, 48)))
+    best = (np.inf, None)
+    for t_lo in lows:
+        hi_t = highs[highs >= t_lo][:, None]  # [nH, 1]
+        spread = hi_t**2 - t_lo**2
+        shape = (hi_t.shape[0], a_l.size)
+        # the options, [nH, C]
+        e_lo = np.broadcast_to(np.where(t_lo <= t_cap, noise_unit / t_lo, np.inf), shape)
+        e_hi = np.broadcast_to(np.where(hi_t <= t_cap, noise_unit / hi_t, np.inf), shape)
+        inside_one = can_one & (t_one >= t_lo) & (t_one <= hi_t)
+        at_end = (t_one == t_lo) | (t_one == hi_t)  # stored exactly as the layer's min or max
+        e_one = np.where(inside_one, np.hypot(one_noise * noise_unit / t_one,
+                                              np.where(at_end, 0.0, scale_unit * spread / t_one**2)), np.inf)
+        inside_cap = (t_cap >= t_lo) & (t_cap <= hi_t)
+        tc = np.where(np.isfinite(t_cap), t_cap, 1.0)
+        e_cap = np.where(inside_cap, np.hypot(noise_unit / tc, scale_unit * spread / tc**2), np.inf)
+        errs = np.stack([e_lo, e_hi, e_one, e_cap])  # [4, nH, C]
+        choice = np.argmin(errs, axis=0)
+        # RMS over the channels: their errors reach the outputs together (one constrained channel
+        # often sets the worst whatever T_hi is, while the others still gain).
+        rms = np.sqrt(np.mean(np.min(errs, axis=0) ** 2, axis=1))
+        j = int(np.argmin(rms))
+        if rms[j] < best[0]:
+            t_opts = np.stack([np.full(a_l.size, t_lo), np.full(a_l.size, hi_t[j, 0]), t_one, tc])
+            best = (rms[j], (choice[j], t_opts))
+    choice, t_opts = best[1] if best[1] is not None else (np.zeros(a_l.size, int), np.stack([np.full(a_l.size, lows[0])] * 4))
+    t = t_opts[choice, np.arange(a_l.size)]
+    k[live] = np.where(choice == 2, 1.0, np.sign(g_l) * a_l * t)
+    return k
+
+
+def _taps(per_square: np.ndarray, k: int) -> np.ndarray:
+    """[C_in, k, k]: the board average of a per-square [rows, cols, C_in] input seen at each tap of a
+    zero-padded k×k convolution (border squares see zeros outside the board)."""
+    rows, cols, cin = per_square.shape
+    pad = k // 2
+    padded = np.pad(per_square, ((pad, pad), (pad, pad), (0, 0)))
+    taps = np.empty((cin, k, k))
+    for dy in range(k):
+        for dx in range(k):
+            taps[:, dy, dx] = padded[dy:dy + rows, dx:dx + cols].mean(axis=(0, 1))
+    return taps
+
+
+def input_spread(input_mean: np.ndarray, input_sq: np.ndarray, row_size: int) -> tuple[float, float]:
+    """(Σ_i Var x_i, Σ_i E x_i²) over a block's receptive field i = (channel, tap), over positions and
+    squares. Rounding the weights by independent errors of variance v moves a channel's conv output by
+    v·Σ Var x_i once its mean is corrected (rounding_shift), by v·Σ E x_i² without."""
+    k = int(round((row_size // input_mean.shape[2]) ** 0.5))
+    m, q = _taps(input_mean, k), _taps(input_sq, k)
+    return float(np.maximum(q - m**2, 0.0).sum()), float(q.sum())
+
+
+def rounding_shift(delta_w: np.ndarray, input_mean: np.ndarray) -> np.ndarray:
+    """δ_c = E[(Ŵ' − k·W)_c ∗ x]: the mean of what the weights' rounding adds to each channel's conv output.
+
+    delta_w [C_out, C_in·kh·kw] (row-major [out][in][kh][kw]); input_mean [rows, cols, C_in], the
+    block's mean input per square. A zero-padded k×k convolution sees, at tap (dy, dx), the mean of
+    the input shifted by that tap over the board, zeros outside it — so border squares count.
+    """
+    k = int(round((delta_w.shape[1] // input_mean.shape[2]) ** 0.5))
+    return delta_w @ _taps(input_mean, k).ravel()
+
+
+def split_offset(target: np.ndarray, bulk: np.ndarray, encode) -> tuple[Tensor, Tensor]:
+    """(biases, means) tensors with b̂ − μ̂ ≈ `target` (= D): the means hold `bulk` and are encoded
+    first; the biases hold D + μ̂, what the means' rounding left over (plus the bulk's complement)."""
+    means = encode(bulk.astype(np.float32), "means")
+    biases = encode((target + means.values.astype(np.float64)).astype(np.float32), "biases")
+    return biases, means
