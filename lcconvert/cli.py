@@ -13,7 +13,7 @@ import click
 
 from lcconvert import __version__
 from lcconvert.cli_help import Command
-from lcconvert.cli_options import checkpoint_options
+from lcconvert.cli_options import QUIET, checkpoint_options, quiet_option
 from lcconvert.errors import LcconvertError
 
 ENCODINGS = click.Choice(["linear16", "float16", "bfloat16", "float32"], case_sensitive=False)
@@ -79,9 +79,60 @@ def _encoding(value):
     return Encoding.parse(value) if value else None
 
 
+def _say(text: str, err: bool = False) -> None:
+    """Human-readable output (reports, tables, notes, "wrote …"): silenced by --quiet."""
+    if not QUIET.get():
+        click.echo(text, err=err)
+
+
 def _print_notes(notes):
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        _say(f"note: {note}", err=True)
+
+
+def _each(paths, as_json, report_one) -> None:
+    """Run `report_one(path) -> (JSON document, text, failure or None)` for every network and print the reports.
+
+    One network: as always (its JSON object, its text, its error as the exit status). Several: one
+    report each (--json: a list), a file that fails gives its one error line and the others go on, and
+    the exit status is the worst (2 unreadable > 1 failed verification > 0).
+    """
+    if len(paths) == 1:
+        doc, text, failure = _three(report_one(paths[0]))
+        _show(doc, text, as_json)
+        if failure is not None:
+            raise failure
+        return
+    docs, worst = [], 0
+    for path in paths:
+        try:
+            doc, text, failure = _three(report_one(path))
+        except LcconvertError as e:
+            click.echo(f"lcconvert: {e.message}", err=True)
+            docs.append({"file": path, "error": e.message, "exit_code": e.exit_code})
+            worst = max(worst, e.exit_code)
+            continue
+        docs.append(doc)
+        if not as_json and text is not None:
+            _say(text + "\n")
+        if failure is not None:
+            click.echo(f"lcconvert: {failure.message}", err=True)
+            worst = max(worst, failure.exit_code)
+    if as_json:
+        click.echo(_json(docs, indent=2))
+    if worst:
+        sys.exit(worst)
+
+
+def _three(result):
+    return result if len(result) == 3 else (*result, None)
+
+
+def _show(doc, text, as_json) -> None:
+    if as_json:
+        click.echo(_json(doc, indent=2))
+    elif text is not None:
+        _say(text)
 
 
 @main.command()
@@ -90,6 +141,7 @@ def _print_notes(notes):
 @click.option("--to", type=click.Choice(["pb", "txt"]), help="Output format (default: from OUT's name: .txt/.txt.gz → text, else protobuf).")
 @click.option("--encoding", type=ENCODINGS, help="Re-encode every layer (protobuf output). Default: keep each layer's encoding.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@quiet_option
 @checkpoint_options
 def convert(src, out, to, encoding, force, checkpoint_options):
     """Convert the network IN to OUT (any readable format to any format that can hold it)."""
@@ -99,15 +151,15 @@ def convert(src, out, to, encoding, force, checkpoint_options):
     check = pipeline.Check(verify.compare, failure="the re-encoded network does not compute what IN computes",
                            applies=lambda net: net.attention is not None) if encoding else None
     written = pipeline.write_file(src, out, to=to, encoding=_encoding(encoding), force=force, check=check,
-                                  on_checked=lambda report: click.echo(report.render(), err=True),
+                                  on_checked=lambda report: _say(report.render(), err=True),
                                   checkpoint_options=checkpoint_options)
     _print_notes(written.notes)
     if out != "-":
-        click.echo(f"wrote {out}", err=True)
+        _say(f"wrote {out}", err=True)
 
 
 @main.command()
-@click.argument("net_path", metavar="NET")
+@click.argument("net_paths", metavar="NET...", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
 @click.option("--betas", is_flag=True,
               help="Per batch-norm layer: effective beta β+γ·b/√(σ²+ε) statistics, ReLU clip fraction, source.")
@@ -118,13 +170,23 @@ def convert(src, out, to, encoding, force, checkpoint_options):
 @click.option("--plot", "plot_path", metavar="FILE.png",
               help="Box plot per layer of the effective betas (and gammas with --gammas); needs matplotlib.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv/--plot file.")
+@quiet_option
 @checkpoint_options
-def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force, checkpoint_options):
-    """Describe the network NET: format, architecture, encodings, fields present.
+def inspect(net_paths, as_json, betas, gammas, layers, csv_path, plot_path, force, checkpoint_options):
+    """Describe each network NET: format, architecture, encodings, fields present.
 
     With --betas/--gammas/--layers (or --csv/--plot, which default to --betas):
     per-layer statistics instead, as text tables, --json, --csv and --plot.
+    Several networks: one report each (--json: a list); exit status the worst.
     """
+    if len(net_paths) > 1 and (csv_path or plot_path):
+        raise click.UsageError("--csv and --plot describe one network; give one NET")
+    _each(net_paths, as_json, lambda net_path: _inspect_one(net_path, as_json, betas, gammas, layers, csv_path,
+                                                            plot_path, force, checkpoint_options))
+
+
+def _inspect_one(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force, checkpoint_options):
+    """One network's inspect report: (JSON document, text)."""
     from lcconvert import io
 
     if not (betas or gammas or layers or csv_path or plot_path):
@@ -137,13 +199,8 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
         gens = verify.generations(net, positions=8) if not verify.check(net) else None
         if gens is not None:
             info["computed_correctly_by"] = gens.correct_by
-        if as_json:
-            click.echo(_json(info, indent=2))
-        else:
-            click.echo(summary.render(info))
-            if gens is not None:
-                click.echo(f"  {gens.summary_line()}")
-        return
+        text = summary.render(info) + (f"\n  {gens.summary_line()}" if gens is not None else "")
+        return info, text
 
     from lcconvert import files, stats, verify
     from lcconvert.errors import OutputError
@@ -175,26 +232,26 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
     if plot_path:
         plot.write_plot(beta_table, gamma_table, net.source.path, plot_path)
 
-    if as_json:
-        doc: dict = {"file": net.source.path}
-        for t in tables:
-            doc[t.kind] = t.to_dict()
-        problems = verify.usable_problems(net)
-        if problems:  # statistics of non-finite values are null in the JSON; this says why
-            doc["problems"] = problems
-        if layers:
-            doc["tensors"] = {"tensors": [r.to_dict() for r in tensor_rows], "summary": tensor_summary}
-        click.echo(_json(doc, indent=2))
-    elif csv_path == "-":
+    doc: dict = {"file": net.source.path}
+    text = None
+    for t in tables:
+        doc[t.kind] = t.to_dict()
+    problems = verify.usable_problems(net)
+    if problems:  # statistics of non-finite values are null in the JSON; this says why
+        doc["problems"] = problems
+    if layers:
+        doc["tensors"] = {"tensors": [r.to_dict() for r in tensor_rows], "summary": tensor_summary}
+    if csv_path == "-" and not as_json:
         click.echo(stats.to_csv(tables, tensor_rows), nl=False)
-    else:
+    elif not as_json:
         parts = [net.source.path] + [stats.render_table(t) for t in tables]
         if layers:
             parts.append(stats.render_tensors(tensor_rows, tensor_summary))
-        click.echo("\n\n".join(parts))
+        text = "\n\n".join(parts)
     for out in (csv_path, plot_path):
         if out and out != "-":
-            click.echo(f"wrote {out}", err=True)
+            _say(f"wrote {out}", err=True)
+    return doc, text
 
 
 @main.command()
@@ -203,6 +260,7 @@ def inspect(net_path, as_json, betas, gammas, layers, csv_path, plot_path, force
 @click.option("--json", "as_json", is_flag=True, help="Every tensor as one JSON object instead of text.")
 @click.option("--all", "show_all", is_flag=True,
               help="When the architectures differ, list every difference on standard output (still exit 2).")
+@quiet_option
 @checkpoint_options
 def diff(a_path, b_path, as_json, show_all, checkpoint_options):
     """Per-tensor differences of B against A (max and mean absolute, relative L2).
@@ -225,7 +283,7 @@ def diff(a_path, b_path, as_json, show_all, checkpoint_options):
     if as_json:
         click.echo(_json(report.to_dict(), indent=2))
     else:
-        click.echo(diff_mod.render(report))
+        _say(diff_mod.render(report))
 
 
 @main.command("fold-bias")
@@ -243,6 +301,7 @@ def diff(a_path, b_path, as_json, show_all, checkpoint_options):
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the check of OUT (legacy) against IN (modern).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the summary.")
+@quiet_option
 @checkpoint_options
 def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, force, no_verify, as_json,
               checkpoint_options):
@@ -276,21 +335,21 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
                               "verification": e.verification.to_dict(), "refusal": advice}, indent=2),
                        err=to_stderr)
         else:
-            click.echo(render(e.report), err=True)
-            click.echo(e.verification.render(), err=True)
-            click.echo("\n".join(advice), err=True)
+            _say(render(e.report), err=True)
+            _say(e.verification.render(), err=True)
+            _say("\n".join(advice), err=True)
         raise
     if as_json:
         click.echo(_json({"written": True, **result.to_dict("fold")}, indent=2), err=to_stderr)
         return
-    click.echo(render(result.report), err=to_stderr)
+    _say(render(result.report), err=to_stderr)
     if result.verification is not None:
-        click.echo(result.verification.render(), err=to_stderr)
+        _say(result.verification.render(), err=to_stderr)
     else:
-        click.echo("verification skipped (--no-verify)", err=to_stderr)
+        _say("verification skipped (--no-verify)", err=to_stderr)
     if out != "-":
-        click.echo(f"nothing to fold: copied {src} to {out} unchanged" if result.copied_input
-                   else f"wrote {out}", err=True)
+        _say(f"nothing to fold: copied {src} to {out} unchanged" if result.copied_input else f"wrote {out}",
+             err=True)
 
 
 @main.command("eval")
@@ -323,6 +382,7 @@ def fold_bias(src, out, beta_into, gamma_into, encoding, to, train_epsilon, forc
 @click.option("--policy-head", metavar="NAME", help="Multi-head networks: lc0's policy head (default vanilla; "
                                                     "`inspect` lists them).")
 @click.option("--value-head", metavar="NAME", help="Multi-head networks: lc0's value head (default winner).")
+@quiet_option
 @checkpoint_options
 def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, sgf_path, sgf_move, history_fill,
           top, policy_temperature, chess960, out_path, semantics, as_json, force, policy_head, value_head,
@@ -399,17 +459,17 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
         np.savez(buf, **arrays)
         files.write_atomic(out_path, buf.getvalue())
         if out_path != "-":
-            click.echo(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
+            _say(f"wrote {out_path} ({len(next(iter(arrays.values())))} positions)", err=True)
     elif as_json:
         click.echo(_json({"net": net_path, **payload}))
     elif text is not None:
-        click.echo(text)
+        _say(text)
     else:
-        click.echo(outputs.render(net.family))
+        _say(outputs.render(net.family))
 
 
 @main.command("verify")
-@click.argument("net_path", metavar="NET")
+@click.argument("net_paths", metavar="NET...", nargs=-1, required=True)
 @click.option("--against", "ref_path", metavar="REF",
               help="Compare with REF (any readable network), evaluated with modern semantics.")
 @click.option("--legacy", is_flag=True,
@@ -423,12 +483,21 @@ def eval_(net_path, planes_path, fen, move_text, pgn_path, game, ply, epd_path, 
                    "FILE.pgn / FILE.epd (chess), FILE.sgf (Go) or an lc0 training .gz.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the positions.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
+@quiet_option
 @checkpoint_options
-def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json, checkpoint_options):
-    """Check NET's structure and numerics, whether legacy engines compute the same, and (--against) REF.
+def verify_(net_paths, ref_path, legacy, engines_, positions_spec, seed, as_json, checkpoint_options):
+    """Check each NET: structure and numerics, which engine generations compute it, and (--against) REF.
 
-    Exit 0 when every check passes, 1 when one fails, 2 when a file is unreadable.
+    Deciding checks (they set the exit status): structure and numerics; --against
+    REF; the generations asked for with --engine or --legacy. Every other row is
+    information. Several networks: one report each (--json: a list), exit status the worst.
     """
+    _each(net_paths, as_json, lambda net_path: _verify_one(net_path, ref_path, legacy, engines_, positions_spec,
+                                                           seed, checkpoint_options))
+
+
+def _verify_one(net_path, ref_path, legacy, engines_, positions_spec, seed, checkpoint_options):
+    """One network's verify report: (JSON document, text, VerificationFailed or None)."""
     from lcconvert import io, position_sets, verify
     from lcconvert.errors import NetworkError, VerificationFailed
 
@@ -440,6 +509,9 @@ def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json,
               "backwards_compatible": None, "against": None}
     failures = [f"structure: {p}" for p in problems]
     reports = []
+    from lcconvert.engines import GENERATIONS, OLDER
+
+    asked = [g for g in GENERATIONS if g in engines_ or (legacy and g in OLDER)]
     if not problems:
         if positions_spec.isdigit():
             planes, described = position_sets.default_planes(net, int(positions_spec), seed)
@@ -452,9 +524,6 @@ def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json,
         reports.append(bc)
         if legacy and not bc.passed:
             failures += [f"not backwards compatible: {r}" for r in bc.reasons]
-        from lcconvert.engines import GENERATIONS, OLDER
-
-        asked = [g for g in GENERATIONS if g in engines_ or (legacy and g in OLDER)]
         gens = verify.generations(net, None, n_positions, seed)
         result["engines"] = gens.to_dict()
         wanted = [r for r in gens.results if r.generation in asked]
@@ -475,18 +544,21 @@ def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json,
             reports.append(cmp)
             failures += [f"against {ref_path}: {r}" for r in cmp.reasons]
     result["passed"] = not failures
-    if as_json:
-        click.echo(_json(result, indent=2))
-    else:
-        lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
-        if "positions" in result:
-            lines.append(f"positions: {result['positions']}")
-        lines += [f"  - {p}" for p in problems]
-        lines += [r.render() for r in reports]
-        click.echo("\n".join(lines))
+    deciding = ["structure and numerics"] + ([f"--against {ref_path}"] if ref_path else []) \
+        + [f"engine {g}" for g in asked]
+    result["deciding_checks"] = deciding
+    lines = [f"{net_path}", f"structure and numerics: {'ok' if not problems else f'{len(problems)} problem(s)'}"]
+    if "positions" in result:
+        lines.append(f"positions: {result['positions']}")
+    lines += [f"  - {p}" for p in problems]
+    lines += [r.render() for r in reports]
+    lines.append(f"verdict: {'pass' if not failures else 'FAIL'} (exit status decided by: {', '.join(deciding)}; "
+                 "other rows are information)")
+    failure = None
     if failures:
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise VerificationFailed(net_path, failures[0] + more)
+        failure = VerificationFailed(net_path, failures[0] + more)
+    return result, "\n".join(lines), failure
 
 
 @main.command()
@@ -509,6 +581,7 @@ def verify_(net_path, ref_path, legacy, engines_, positions_spec, seed, as_json,
 @click.option("--encoding", type=ENCODINGS, help="Encode every layer so (default: keep each layer's).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the text report.")
+@quiet_option
 def recalibrate(src, out, data, eval_data, positions, batch, workers, scheduler, seed, to, encoding, force,
                 as_json):
     """Recompute batch-norm means/variances of NET from lc0 training data ("precise BN"); write OUT.
@@ -529,10 +602,10 @@ def recalibrate(src, out, data, eval_data, positions, batch, workers, scheduler,
     if as_json:
         click.echo(_json(written.to_dict("recalibration"), indent=2), err=to_stderr)
     else:
-        click.echo(written.report.render(), err=to_stderr)
+        _say(written.report.render(), err=to_stderr)
         _print_notes(written.report.notes)
     if out != "-":
-        click.echo(f"wrote {out}", err=True)
+        _say(f"wrote {out}", err=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ parsing identical; the command receives them as one `checkpoint_options` dict fo
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 
 import click
@@ -58,3 +59,18 @@ def checkpoint_options(command):
     for option in reversed(_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+QUIET = contextvars.ContextVar("lcconvert_quiet", default=False)
+
+
+def quiet_option(command):
+    """`--quiet/-q`: print no report, table, note or "wrote" line — only data asked for (a network to
+    `-`, --json, --csv -) and errors; the exit status tells the result. Read through `QUIET`."""
+    def remember(ctx, param, value):
+        QUIET.set(bool(value))
+        return value
+
+    return click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=remember, is_eager=True,
+                        help="Print no report or table, only errors and the data asked for; the exit status "
+                             "tells the result.")(command)

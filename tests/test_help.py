@@ -63,3 +63,28 @@ def test_binary_output_to_a_terminal_is_refused(tmp_path):
     assert r.returncode == 2 and b"standard output is a terminal" in r.stderr
     r = subprocess.run([sys.executable, "-c", code, "convert", str(MAIA), "-"], capture_output=True, timeout=120)
     assert r.returncode == 0 and r.stdout[:2] == b"\x1f\x8b"
+
+
+def test_quiet_prints_only_errors_and_data(run_cli, tmp_path):
+    from conftest import MAIA
+
+    r = run_cli("verify", "-q", MAIA, "--legacy")
+    assert r.exit_code == 1 and r.stdout == "" and len(r.stderr.splitlines()) == 1
+    r = run_cli("fold-bias", "--quiet", MAIA, tmp_path / "f.pb.gz")
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == "" and (tmp_path / "f.pb.gz").exists()
+    r = run_cli("inspect", "--quiet", "--json", MAIA)
+    assert r.exit_code == 0 and r.stdout.startswith("{")  # data asked for is still printed
+
+
+def test_several_networks_one_report_each_worst_status(run_cli, tmp_path):
+    import json
+
+    from conftest import LZ_0K, MAIA
+
+    r = run_cli("inspect", "--json", MAIA, LZ_0K, tmp_path / "missing.pb.gz")
+    docs = json.loads(r.stdout)
+    assert r.exit_code == 2 and len(docs) == 3 and docs[1]["family"] == "go" and "no such file" in docs[2]["error"]
+    assert r.stderr.count("lcconvert: ") == 1
+    r = run_cli("verify", LZ_0K, MAIA, "--legacy", "--positions", "4")
+    assert r.exit_code == 1 and r.stdout.count("verdict: ") == 2
+    assert "verdict: pass" in r.stdout and "verdict: FAIL" in r.stdout
