@@ -78,6 +78,9 @@ def load_problems(net: Network, generation: str) -> list[str]:
     problems: list[str] = []
     if generation == "modern":
         return problems
+    if getattr(net, "attention", None) is not None:
+        # Attention policies arrived in lc0 0.29 and attention bodies in 0.30: no older engine loads them.
+        problems.append("attention layers: lc0 ≥ 0.29 only (attention policy 0.29, attention body 0.30)")
     not_linear = sorted({t.encoding.name for _, t in net.tensors() if not t.encoding.legacy_readable})
     # Text weights are decimal for every engine; a Go network is read by Leela Zero from text only (a Go
     # network in a protobuf is a container no engine loads), so lc0's layer encodings do not apply to it.
