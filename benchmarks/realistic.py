@@ -4,7 +4,8 @@ Why: random normal weights do not compress like trained ones (lcconvert.synth's
 networks gzip to 0.92–0.93 of their payload, real residual towers to ~0.88), and
 gzip time and output size are part of what the benchmarks measure. So the
 network is built by `lcconvert.synth.make_network` (any blocks × filters, SE,
-convolution policy, WDL value, γ and β learned on every batch-norm layer, means
+convolution policy, WDL value, γ and β as training exports them (β learned everywhere, γ on
+input and conv2, exactly 1 on conv1), means
 and variances calibrated on activations), except that every weight matrix is
 resampled from a real network (default: maia-1100, 6×64) per output channel:
 each output channel (row) takes a random row of the real network's weights of
@@ -55,7 +56,12 @@ def _pools(real) -> dict[str, list[np.ndarray]]:
             fc += list(getattr(real, w).values.astype(np.float64).reshape(getattr(real, b).size, -1))
 
     def unit(rows):
-        return [r / np.sqrt(np.mean(r * r)) if np.any(r) else r for r in rows]
+        rows = [r / np.sqrt(np.mean(r * r)) for r in rows if np.any(r)]
+        # The less peaked half of the rows (kurtosis at most the median): a row that is one or two
+        # large weights passes a single input channel on, and chains of those through an untrained
+        # tower amplify LINEAR16 rounding into different policies (a trained network's do not).
+        kurtosis = np.array([np.mean(r ** 4) for r in rows])
+        return [r for r, k in zip(rows, kurtosis) if k <= np.median(kurtosis)]
 
     return {"conv": unit(conv), "fc": unit(fc)}
 
@@ -98,7 +104,7 @@ def make_network(blocks: int, filters: int, se_ratio: int = 8, seed: int = 0, so
 
     real = io.load(source or source_path())
     with _resampled_weights(real, seed):
-        net = synth_network(blocks=blocks, filters=filters, se_ratio=se_ratio, gammas="all", betas=True,
+        net = synth_network(blocks=blocks, filters=filters, se_ratio=se_ratio, gammas=True, betas=True,
                             biases=False, seed=seed)
     net.source.path = f"<{blocks}x{filters} resampled from {os.path.basename(source or source_path())}>"
     return net
