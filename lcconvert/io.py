@@ -43,6 +43,7 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
                                 "(a version number on the first line)")
     net.source.compressed = compressed
     net.source.size_bytes = len(raw)
+    net.source.payload_digest = payload_digest(data)
     if strict and net.attention is not None:
         # Attention layers: every shape as lc0 would use it, each problem naming its layer (sizes only).
         from lcconvert.forward_attention import structure_problems
@@ -52,6 +53,13 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise NetworkError(path, problems[0] + more)
     return net
+
+
+def payload_digest(data: bytes) -> bytes:
+    """What identifies uncompressed network bytes (~1 GB/s: 0.4 s for the largest networks)."""
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=32).digest()
 
 
 def load_planes(path: str):
