@@ -56,12 +56,16 @@ def _json(doc, indent=None) -> str:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lcconvert")
-def main():
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (they are drawn only when stderr is a terminal).")
+def main(quiet):
     """Read, fold, verify and write Leela Chess Zero (Lc0) and Leela Zero networks.
 
     Formats: Lc0 protobuf (.pb, .pb.gz), Lc0/Leela Zero text weights (.txt, .txt.gz),
     detected by content. Exit codes: 0 ok, 1 verification failed, 2 bad input or usage.
     """
+    from lcconvert import progress
+
+    progress.quiet(quiet)
 
 
 def _encoding(value):

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from lcconvert import files, io, verify
+from lcconvert import files, io, progress, verify
 from lcconvert.codecs import Encoding
 from lcconvert.errors import NetworkError, UnsupportedError, VerificationFailed
 from lcconvert.network import Network
@@ -143,8 +143,9 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     copied = same_form and (unchanged or (report is not None and not report.changed))
     if copied:
         del data, written, result  # the input's compressed bytes replace them
-    data = files.read_file(src) if copied else io.pack(data, out, kind)
-    files.write_atomic(out, data)
+    with progress.stage(f"writing {out}"):
+        data = files.read_file(src) if copied else io.pack(data, out, kind)
+        files.write_atomic(out, data)
     return Written(out, kind, len(data), copied, notes, report, verification)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lcconvert import codecs, shapes, versions
+from lcconvert import codecs, progress, shapes, versions
 from lcconvert.codecs import Encoding
 from lcconvert.constants import (
     ACTIVATION_MISH,
@@ -345,7 +345,8 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     same = _same_tensors(reencoded, ref)
     reencoded = None if same else reencoded
     outs = [Model(m, sem, DTYPE).heads(planes, choices) if m is not None else None
-            for m, sem in ((ref, "modern"), (net, semantics), (reencoded, "modern"), (rounded, "modern"))]
+            for m, sem in progress.steps(((ref, "modern"), (net, semantics), (reencoded, "modern"),
+                                          (rounded, "modern")), "verifying: forward passes", total=4)]
     if outs[2] is None:
         outs[2] = outs[0]
     runs = zip(*outs)
