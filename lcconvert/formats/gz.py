@@ -68,22 +68,27 @@ def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
     """
     limit = max_inflated() if limit is None else limit
     out = bytearray()
-    rest = data
+    view, pos, end = memoryview(data), 0, len(data)
     try:
-        while rest:
+        while pos < end:
             d = zlib.decompressobj(wbits=31)
-            pending = rest
             while not d.eof:
-                piece = d.decompress(pending, CHUNK)
+                # Input goes in CHUNK-sized pieces too: handing the whole rest of the stream to
+                # every call made zlib copy it into `unconsumed_tail` each time — quadratic, 16 s
+                # of a 0.34 GB file's 19 s.
+                fed = d.unconsumed_tail
+                if not fed and pos < end:
+                    fed = view[pos:pos + CHUNK]
+                    pos += len(fed)
+                piece = d.decompress(fed, CHUNK)
                 out += piece
                 if len(out) > limit:
                     raise FormatError(path, f"gzip stream inflates to more than {_size(limit)}, the limit for one "
                                             f"file (set {MAX_INFLATE_ENV}, e.g. 8G, to raise it)")
-                pending = d.unconsumed_tail
-                if not d.eof and not pending and not piece:
+                if not d.eof and not fed and not piece:
                     raise FormatError(path, "truncated gzip stream")
-            rest = d.unused_data
-            if rest and not is_gzip(rest):
+            pos -= len(d.unused_data)  # bytes past this member's end were fed with its last piece
+            if pos < end and not is_gzip(bytes(view[pos:pos + 2])):
                 raise FormatError(path, "trailing garbage after the gzip stream")
     except zlib.error as e:
         raise FormatError(path, f"corrupt gzip stream ({e})") from None
