@@ -114,13 +114,14 @@ def write_network(blocks: int, filters: int, path: str, se_ratio: int = 8, seed:
     """Write the benchmark network as .pb.gz (gzip level 9, as lczero-training does); returns its facts."""
     import zlib
 
-    from lcconvert import pipeline
+    from lcconvert import io
 
     net = make_network(blocks, filters, se_ratio, seed)
-    pipeline.save(net, path, to="pb", force=True, level=9)
-    with open(path, "rb") as f:
-        packed = f.read()
-    payload = zlib.decompress(packed, wbits=31)
+    payload, _ = io.serialize(net, io.PB)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)  # zlib level 9, as lczero-training's gzip.open writes
+    packed = c.compress(payload) + c.flush()
+    with open(path, "wb") as f:
+        f.write(packed)
     return {"blocks": blocks, "filters": filters, "parameters": net.parameters,
             "float32_bytes": 4 * net.parameters, "payload_bytes": len(payload), "file_bytes": len(packed),
             "compression_ratio": len(packed) / len(payload)}
