@@ -116,6 +116,7 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
         check = None
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
     data, notes = io.serialize(result, kind, encoding)
+    del result  # the bytes hold it now; on big networks every copy alive counts (peak memory)
     verification = None
     # The very bytes IN holds (same digest, same format): the written network is IN itself, so
     # IN stands for the re-read (no second parse of a payload that can be 0.4 GB).
@@ -141,8 +142,9 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
                 raise err
     same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
     copied = same_form and (unchanged or (report is not None and not report.changed))
+    del written
     if copied:
-        del data, written, result  # the input's compressed bytes replace them
+        del data  # the input's compressed bytes replace it
     with progress.stage(f"writing {out}"):
         data = files.read_file(src) if copied else io.pack(data, out, kind)
         files.write_atomic(out, data)
