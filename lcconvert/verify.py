@@ -385,8 +385,10 @@ def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, plane
 
     report = Report("backwards_compatible", _name(net), _name(net), "legacy", "modern", positions, seed)
     planes = random_planes(net, positions, seed) if planes is None else planes
-    modern = Model(net, "modern", DTYPE)(planes)
-    legacy = Model(net, "legacy", DTYPE)(planes)
+    with progress.stage("checking: forward passes", total=2) as bar:
+        modern = Model(net, "modern", DTYPE)(planes)
+        bar.update(1)
+        legacy = Model(net, "legacy", DTYPE)(planes)
     for head, d in _diffs(legacy, modern).items():
         result = HeadResult(head, float(d.max()), float(d.mean()), ALLOWANCE * _scale(modern, head))
         report.heads.append(result)
