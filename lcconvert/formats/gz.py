@@ -96,14 +96,17 @@ def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
 
 
 # Fast deflate for big protobuf payloads: ISA-L (the `isal` package) at its level 2, in
-# 1 MiB blocks on every core, written as ONE gzip member (each block is a run of deflate
-# blocks, primed with the previous block's last 32 KiB, as pigz does) — so no reader
-# needs to handle concatenated members. Measured on a 20×256 network resampled from a
-# real one (benchmarks/realistic.py, 50.9 MB LINEAR16 payload): 0.36 s on 2 threads
-# (0.69 s on one) against 2.0–9.5 s for zlib level 9 (depending on load), and 0.45%
-# larger than zlib -9. ISA-L finds fewer long repeats than zlib -9: on maia-1100
-# (whose value FC layer is half dead) it writes 3.9% more. Below ISAL_MIN_BYTES zlib -9
-# costs under half a second, so small payloads keep zlib's size.
+# 1 MiB blocks compressed on every core and written as ONE gzip member, so no reader needs
+# to handle concatenated members (lc0 and Leela Zero read through zlib's gzread, which
+# would; we do not rely on it). The blocks cost nothing measurable: one thread and two
+# write the same bytes, as large as a single-stream ISA-L level 2 (within 0.03%).
+# Measured against zlib -9 of the same payload (benchmarks/bench_big.py, realistic
+# networks): 20×256 fold-bias output (50.9 MB) 0.36–0.41 s against 2.0–9.5 s, +0.67%;
+# 40×512 fold-bias output (393 MB) +1.14% (zlib levels 4–9 write the same size there, at
+# ~3.5 s per 100 MB; ISA-L levels 1–3 and memory levels 1–9 all stay 1.0–1.2% above).
+# ISA-L finds fewer long repeats than zlib: on maia-1100 (whose value FC layer is half
+# dead) it writes 3.9% more, which is why payloads below ISAL_MIN_BYTES (where zlib -9
+# costs under half a second) keep zlib.
 ISAL_LEVEL = 2
 ISAL_MIN_BYTES = 16 << 20
 ISAL_BLOCK = 1 << 20
