@@ -59,7 +59,10 @@ def _json(doc, indent=None) -> str:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lcconvert")
-def main():
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress bars and no reports, for every command (as each command's own --quiet).")
+@click.pass_context
+def main(ctx, quiet):
     """Read, fold, verify and write Leela Chess Zero (Lc0) and Leela Zero networks.
 
     Formats: Lc0 protobuf (.pb, .pb.gz), Lc0/Leela Zero text weights (.txt, .txt.gz),
@@ -71,6 +74,10 @@ def main():
     Shell completion (bash; zsh and fish alike):
       eval "$(_LCCONVERT_COMPLETE=bash_source lcconvert)"
     """
+    from lcconvert import progress
+
+    progress.quiet(quiet)
+    ctx.obj = {"quiet": quiet}
 
 
 def _encoding(value):

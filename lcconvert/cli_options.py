@@ -65,10 +65,15 @@ QUIET = contextvars.ContextVar("lcconvert_quiet", default=False)
 
 
 def quiet_option(command):
-    """`--quiet/-q`: print no report, table, note or "wrote" line — only data asked for (a network to
-    `-`, --json, --csv -) and errors; the exit status tells the result. Read through `QUIET`."""
+    """`--quiet/-q`: print no report, table, note, progress bar or "wrote" line — only data asked for (a
+    network to `-`, --json, --csv -) and errors; the exit status tells the result. Read through `QUIET`."""
     def remember(ctx, param, value):
-        QUIET.set(bool(value))
+        quiet = bool(value) or bool((ctx.find_root().obj or {}).get("quiet"))  # `lcconvert -q CMD` too
+        QUIET.set(quiet)
+        if quiet:
+            from lcconvert import progress
+
+            progress.quiet(True)  # no progress bars either
         return value
 
     return click.option("--quiet", "-q", is_flag=True, expose_value=False, callback=remember, is_eager=True,

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert import quantfold, versions
+from lcconvert import progress, quantfold, versions
 from lcconvert.codecs import LINEAR16_STEPS, Encoding, check_encodable
 from lcconvert.constants import ENGINE_EPSILON
 from lcconvert.errors import NetworkError, UnsupportedError
@@ -680,7 +680,7 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
                         encoding=encoding.label if encoding is not None else None,
                         train_epsilon=eps_t, engine_epsilon=eps_e,
                         min_version_before=net.min_version, min_version_after=None)
-    for name, block in list(new.bn_blocks()):
+    for name, block in progress.steps(list(new.bn_blocks()), "folding blocks"):
         folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e,
                                           input_means)
         _set_block(new, name, folded)

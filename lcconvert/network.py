@@ -162,6 +162,9 @@ class Source:
     compressed: bool = False
     text_version: int | None = None
     size_bytes: int | None = None
+    # SHA-256 of the uncompressed bytes read (protobuf and text files): a writer whose output has the
+    # same digest writes the input's own bytes instead of compressing again (pipeline.write_file).
+    payload_digest: bytes | None = None
 
 
 @dataclass

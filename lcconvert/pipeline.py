@@ -23,8 +23,9 @@ The stages, in order:
      refuse or misread the file), then run the check (written network against the
      input network); a failure raises `VerificationFailed` (exit 1) carrying both
      reports, and nothing is written;
-  7. compress (gzip level by format) or, when the transform changed nothing and
-     OUT has IN's form, copy IN's bytes; write atomically.
+  7. compress (gzip level by format) or, when the payload is IN's own (the
+     transform changed nothing, or the serialized bytes have IN's digest) and OUT
+     has IN's form, copy IN's bytes — no inflate-deflate round trip; write atomically.
 
 Transforms and checks are plain callables so that this module knows no fold math
 and no verification rule; the caller names what a failed check means.
@@ -34,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from lcconvert import files, io, verify
+from lcconvert import files, io, progress, verify
 from lcconvert.codecs import Encoding
 from lcconvert.errors import NetworkError, UnsupportedError, VerificationFailed
 from lcconvert.network import Network
@@ -117,8 +118,13 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
         check = None
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
     data, notes = io.serialize(result, kind, encoding)
+    del result  # the bytes hold it now; on big networks every copy alive counts (peak memory)
     verification = None
-    written = io.parse(data, kind, out)
+    # The very bytes IN holds (same digest, same format): the written network is IN itself, so
+    # IN stands for the re-read (no second parse of a payload that can be 0.4 GB).
+    unchanged = (kind == net.source.kind and net.source.payload_digest is not None
+                 and io.payload_digest(data) == net.source.payload_digest)
+    written = net if unchanged and epsilon is None else io.parse(data, kind, out)
     problems = verify.check(written)
     if problems:
         raise NetworkError(src, f"the output would carry a problem that engines refuse or misread: {problems[0]}; "
@@ -137,9 +143,13 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
                 err.report = report
                 raise err
     same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
-    copied = report is not None and not report.changed and same_form
-    data = files.read_file(src) if copied else io.pack(data, out, kind)
-    files.write_atomic(out, data)
+    copied = same_form and (unchanged or (report is not None and not report.changed))
+    del written
+    if copied:
+        del data  # the input's compressed bytes replace it
+    with progress.stage(f"writing {out}"):
+        data = files.read_file(src) if copied else io.pack(data, out, kind)
+        files.write_atomic(out, data)
     return Written(out, kind, len(data), copied, notes, report, verification)
 
 

@@ -1,0 +1,133 @@
+"""What makes big networks fast, lean and visible (issue 14), each proved on real data or with known answers.
+
+- `convert` of an untouched network writes IN's own bytes (no inflate-deflate round trip);
+- big protobuf payloads are gzipped by ISA-L in parallel blocks as ONE gzip member
+  (no reader has to handle concatenated members), with a zlib fallback;
+- verification skips the REF-vs-REF-re-encoded pass when re-encoding keeps every tensor,
+  whose floor is then exactly 0;
+- progress goes to stderr only when it is a terminal and not --quiet.
+"""
+from __future__ import annotations
+
+import gzip
+import io as pyio
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from conftest import MAIA
+
+from lcconvert import io, pipeline, progress, verify
+from lcconvert.codecs import Encoding
+from lcconvert.formats import gz
+from lcconvert.transforms import reencode
+
+
+def test_untouched_convert_writes_the_input_bytes(tmp_path, run_cli):
+    out = tmp_path / "out.pb.gz"
+    written = pipeline.write_file(str(MAIA), str(out))
+    assert written.copied_input
+    assert out.read_bytes() == MAIA.read_bytes()
+    # Same payload, other compression form: the payload is written, not the input file.
+    plain = tmp_path / "out.pb"
+    written = pipeline.write_file(str(MAIA), str(plain))
+    assert not written.copied_input
+    assert plain.read_bytes() == gzip.decompress(MAIA.read_bytes())
+    # A real change (re-encoding) is serialized and compressed again.
+    f16 = tmp_path / "f16.pb.gz"
+    written = pipeline.write_file(str(MAIA), str(f16), encoding=Encoding.FLOAT16)
+    assert not written.copied_input and f16.read_bytes() != MAIA.read_bytes()
+
+
+def test_load_records_the_payload_digest():
+    net = io.load(str(MAIA))
+    assert net.source.payload_digest == io.payload_digest(gzip.decompress(MAIA.read_bytes()))
+
+
+def _payload(size: int) -> bytes:
+    """Compressible bytes like a LINEAR16 payload: 16-bit values of a narrow distribution."""
+    rng = np.random.default_rng(0)
+    return np.clip(rng.normal(32768, 900, size // 2), 0, 65535).astype("<u2").tobytes()
+
+
+def _members(data: bytes) -> int:
+    count, rest = 0, data
+    while rest:
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(rest)
+        assert d.eof
+        rest, count = d.unused_data, count + 1
+    return count
+
+
+@pytest.mark.slow
+def test_big_payloads_are_one_isal_member_within_one_percent_of_zlib9():
+    pytest.importorskip("isal")
+    data = _payload(gz.ISAL_MIN_BYTES + 3 * gz.ISAL_BLOCK + 12345)
+    assert gz.compressor(len(data)) == "isal"
+    packed = gz.gzip_bytes(data, threads=2)
+    assert _members(packed) == 1
+    assert gz.gunzip(packed, "<test>") == data
+    assert gz.gzip_bytes(data, threads=1) == packed  # the thread count does not change the bytes
+    level9 = len(gzip.compress(data, 9))
+    assert len(packed) <= 1.01 * level9
+
+
+def test_small_payloads_and_no_isal_use_zlib(monkeypatch):
+    data = _payload(1 << 16)
+    assert gz.compressor(len(data)) == "zlib"
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    assert gz.gzip_bytes(data) == c.compress(data) + c.flush()
+    monkeypatch.setattr(gz, "_isal", lambda: None)
+    assert gz.compressor(gz.ISAL_MIN_BYTES) == "zlib"
+    assert gz.compressor(gz.ISAL_MIN_BYTES, level=6) == "zlib"
+
+
+def test_identical_reencode_floor_is_skipped_and_exactly_zero():
+    ref = io.load(str(MAIA))
+    same, _ = reencode(ref, Encoding.LINEAR16)
+    assert verify._same_tensors(same, ref)
+    other, _ = reencode(ref, Encoding.FLOAT16)
+    assert not verify._same_tensors(other, ref)
+    report = verify.compare(ref, ref, positions=4)
+    assert report.passed
+    assert all(h.floor_reencode == 0.0 for h in report.heads)
+    assert all(h.max_abs == 0.0 for h in report.heads)
+
+
+class _Terminal(pyio.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_only_on_a_terminal(monkeypatch):
+    monkeypatch.delenv(progress.ENV, raising=False)
+    monkeypatch.setattr(sys, "stderr", pyio.StringIO())
+    assert not progress.enabled()
+    assert list(progress.steps(range(3), "folding blocks")) == [0, 1, 2]
+    assert sys.stderr.getvalue() == ""
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert progress.enabled()
+    assert list(progress.steps(range(3), "folding blocks")) == [0, 1, 2]
+    assert "folding blocks" in term.getvalue()
+    progress.quiet(True)
+    try:
+        assert not progress.enabled()
+    finally:
+        progress.quiet(False)
+    monkeypatch.setenv(progress.ENV, "0")
+    assert not progress.enabled()
+
+
+def test_cli_quiet_and_no_bars_when_not_a_terminal(tmp_path, run_cli):
+    out = tmp_path / "folded.pb.gz"
+    result = run_cli("--quiet", "fold-bias", MAIA, out)
+    assert result.exit_code == 0, result.output
+    assert "folding blocks" not in result.output and "it/s" not in result.output
+    assert not progress.enabled()
+    progress.quiet(False)
+    result = run_cli("fold-bias", MAIA, tmp_path / "again.pb.gz")
+    assert result.exit_code == 0
+    assert "folding blocks" not in result.output
