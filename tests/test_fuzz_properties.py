@@ -249,3 +249,14 @@ def test_float_json_is_strict():
     from lcconvert.cli import _json
 
     assert _json({"a": [math.nan, math.inf, 1.5]}) == '{"a": [null, null, 1.5]}'
+
+
+def test_npz_with_a_compression_numpy_never_writes_is_one_line():
+    import zipfile
+
+    buf, member = _io.BytesIO(), _io.BytesIO()
+    np.save(member, np.ones((2, 3), np.float32))
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("planes.npy", member.getvalue())
+    with pytest.raises(LcconvertError, match="compression method 12"):
+        planes.read(buf.getvalue(), "p.npz")

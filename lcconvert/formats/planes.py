@@ -74,6 +74,9 @@ def _npz_member(data: bytes, path: str) -> np.ndarray:
                 have = ", ".join(sorted(names)) or "nothing"
                 raise FormatError(path, f"no '{ARRAY_NAME}' array in the .npz (it has: {have})")
             info = zf.getinfo(names[ARRAY_NAME])
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise FormatError(path, f"its '{ARRAY_NAME}' array uses zip compression method "
+                                        f"{info.compress_type}; NumPy writes stored or deflated members")
             if info.file_size > limit:
                 raise FormatError(path, f"its '{ARRAY_NAME}' array declares {info.file_size:,} bytes, above the "
                                         f"limit of {limit:,} (set {gz.MAX_INFLATE_ENV} to raise it)")
@@ -84,7 +87,7 @@ def _npz_member(data: bytes, path: str) -> np.ndarray:
                     if len(member) > limit:
                         raise FormatError(path, f"its '{ARRAY_NAME}' array inflates past the limit of {limit:,} "
                                                 f"bytes (set {gz.MAX_INFLATE_ENV} to raise it)")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError, OSError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError) as e:
         raise FormatError(path, f"corrupt .npz ({e})") from None
     if not bytes(member[:6]) == NPY_MAGIC:
         raise FormatError(path, f"its '{ARRAY_NAME}' member is not a .npy array")
