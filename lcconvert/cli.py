@@ -14,7 +14,7 @@ import click
 from lcconvert import __version__
 from lcconvert.cli_help import Command
 from lcconvert.cli_options import QUIET, checkpoint_options, quiet_option
-from lcconvert.errors import LcconvertError
+from lcconvert.errors import LcconvertError, first_problem
 
 ENCODINGS = click.Choice(["linear16", "float16", "bfloat16", "float32"], case_sensitive=False)
 
@@ -561,10 +561,7 @@ def _verify_one(net_path, ref_path, legacy, engines_, positions_spec, seed, chec
     lines += [r.render() for r in reports]
     lines.append(f"verdict: {'pass' if not failures else 'FAIL'} (exit status decided by: {', '.join(deciding)}; "
                  "other rows are information)")
-    failure = None
-    if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        failure = VerificationFailed(net_path, failures[0] + more)
+    failure = VerificationFailed(net_path, first_problem(failures)) if failures else None
     return result, "\n".join(lines), failure
 
 

@@ -28,11 +28,16 @@ class LcconvertError(Exception):
         return f"{self.source}: {self.problem}" if self.source else self.problem
 
 
+def first_problem(problems: list[str]) -> str:
+    """The first of several problems and how many more: what fits on one error line."""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
 def refuse_problems(source, problems: list[str], error: type | None = None) -> None:
     """Raise `error` (NetworkError by default) naming the first problem and how many more, if any."""
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise (error or NetworkError)(source, problems[0] + more)
+        raise (error or NetworkError)(source, first_problem(problems))
 
 
 class FormatError(LcconvertError):

@@ -448,22 +448,22 @@ def value_outputs(v: np.ndarray, wdl: bool) -> tuple[np.ndarray, np.ndarray | No
 
 # -- head selection ([WEIGHTS] MultiHeadWeights) ---------------------------------------------------
 
+def _head_names(net: Network, group: str, heads: dict[str, str], default: str) -> list[str]:
+    """The heads of `group` (policy_heads or value_heads) lc0 offers for `net`, the default first."""
+    att = net.attention
+    if att is None or not att.has(group):
+        return [default]
+    return [default] + [name for name, fld in heads.items() if name != default and att.has(f"{group}.{fld}")]
+
+
 def policy_head_names(net: Network) -> list[str]:
     """The policy heads lc0 offers for `net` (its backend option `policy_head`), lc0's order."""
-    att = net.attention
-    if att is None or not att.has("policy_heads"):
-        return [DEFAULT_POLICY_HEAD]
-    return [DEFAULT_POLICY_HEAD] + [name for name, fld in POLICY_HEADS.items()
-                                    if name != DEFAULT_POLICY_HEAD and att.has(f"policy_heads.{fld}")]
+    return _head_names(net, "policy_heads", POLICY_HEADS, DEFAULT_POLICY_HEAD)
 
 
 def value_head_names(net: Network) -> list[str]:
     """The value heads lc0 offers for `net` (its backend option `value_head`)."""
-    att = net.attention
-    if att is None or not att.has("value_heads"):
-        return [DEFAULT_VALUE_HEAD]
-    return [DEFAULT_VALUE_HEAD] + [name for name, fld in VALUE_HEADS.items()
-                                   if name != DEFAULT_VALUE_HEAD and att.has(f"value_heads.{fld}")]
+    return _head_names(net, "value_heads", VALUE_HEADS, DEFAULT_VALUE_HEAD)
 
 
 def _choose(net: Network, kind: str, name: str | None, names: list[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from lcconvert import files, progress
 from lcconvert.codecs import Encoding
 from lcconvert.constants import LINEAR16_FORMAT, Family
-from lcconvert.errors import FormatError, NetworkError, UnsupportedError
+from lcconvert.errors import FormatError, UnsupportedError, refuse_problems
 from lcconvert.formats import detect, gz, lc0_proto, training_data
 from lcconvert.network import Network
 from lcconvert.transforms import reencode, settle_min_version
@@ -46,10 +46,7 @@ def load(path: str, strict: bool = True, checkpoint_options: dict | None = None)
         # Attention layers: every shape as lc0 would use it, each problem naming its layer (sizes only).
         from lcconvert.forward_attention import structure_problems
 
-        problems = structure_problems(net, decode=False)
-        if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise NetworkError(path, problems[0] + more)
+        refuse_problems(path, structure_problems(net, decode=False))
     return net
 
 

@@ -36,7 +36,7 @@ from lcconvert.constants import (
     VALUE_CLASSICAL,
     Family,
 )
-from lcconvert.errors import FormatError, NetworkError, UnsupportedError
+from lcconvert.errors import FormatError, NetworkError, UnsupportedError, refuse_problems
 from lcconvert.network import ConvBlock, NetFormat, Network, Residual, Source
 from lcconvert.tensor import Tensor
 
@@ -74,9 +74,8 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
         for number, name, expected in layout
         if expected is not None and values[number - 2].size != expected
     ]
-    if problems and strict:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise NetworkError(path, problems[0] + more)
+    if strict:
+        refuse_problems(path, problems)
     net = _build(values, family, version, path)
     if strict:
         shapes.check(net)
