@@ -203,7 +203,7 @@ def _inspect_one(net_path, as_json, betas, gammas, layers, csv_path, plot_path, 
         info = summary.describe(net)
         # Which engine generations compute this file as lc0 ≥ 0.21 does (8 positions: a wrong γ/β
         # reading moves outputs by ≥ 1e-2, far above what 8 positions can miss).
-        gens = verify.generations(net, positions=8) if not verify.check(net) else None
+        gens = verify.generations(net, positions=8, measure_identical=False) if not verify.check(net) else None
         if gens is not None:
             info["computed_correctly_by"] = gens.correct_by
         text = summary.render(info) + (f"\n  {gens.summary_line()}" if gens is not None else "")
@@ -516,7 +516,7 @@ def _verify_one(net_path, ref_path, legacy, engines_, positions_spec, seed, chec
               "backwards_compatible": None, "against": None}
     failures = [f"structure: {p}" for p in problems]
     reports = []
-    from lcconvert.engines import GENERATIONS, OLDER
+    from lcconvert.engines import GENERATIONS, OLDER, Evaluations
 
     asked = [g for g in GENERATIONS if g in engines_ or (legacy and g in OLDER)]
     if not problems:
@@ -526,12 +526,14 @@ def _verify_one(net_path, ref_path, legacy, engines_, positions_spec, seed, chec
             planes, described = position_sets.file_planes(net, positions_spec)
         n_positions = len(planes)
         result["positions"] = described
-        bc = verify.backwards_compatible(net, n_positions, seed, planes=planes)
+        # One set of outputs for both checks: the modern pass, and the legacy pass they share.
+        runs = Evaluations(net, planes, verify.DTYPE)
+        bc = verify.backwards_compatible(net, n_positions, seed, runs=runs)
         result["backwards_compatible"] = bc.to_dict()
         reports.append(bc)
         if legacy and not bc.passed:
             failures += [f"not backwards compatible: {r}" for r in bc.reasons]
-        gens = verify.generations(net, None, n_positions, seed)
+        gens = verify.generations(net, None, n_positions, seed, runs=runs)
         result["engines"] = gens.to_dict()
         wanted = [r for r in gens.results if r.generation in asked]
         failures += [f"not computed correctly by {r.generation}: {r.status}"

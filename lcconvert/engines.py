@@ -156,3 +156,79 @@ def evaluate(net: Network, planes, generation: str, dtype=np.float64) -> Outputs
     if why:
         raise ValueError(why)
     return model(net, generation, dtype)(planes)
+
+
+def same_in_every_generation(net: Network) -> bool:
+    """Whether every generation computes `net` with the very same arithmetic as modern semantics,
+    by construction: no block has a γ or β layer (so lc0 0.20 merges nothing and lc0 ≤ 0.19 ignores
+    nothing) and the network's ε is the engines' ε (modern semantics use `net.epsilon`, the older
+    generations ENGINE_EPSILON). Then legacy semantics run forward.py's modern code path with
+    identical numbers: (b − μ)·s + 0 equals (b − μ)·s exactly, so the outputs are bit for bit equal
+    (tests/test_engines.py checks it on a folded network). lc0 0.20 still decodes LINEAR16 its own
+    way; that is the only difference left for it."""
+    if any(b.gammas is not None or b.betas is not None for _, b in net.bn_blocks()):
+        return False
+    return not any(True for _ in net.bn_blocks()) or float(net.epsilon) == float(ENGINE_EPSILON)
+
+
+# What `Evaluations` computes: a generation's output, the older generations' shared "legacy" semantics on
+# the file's own numbers, and lc0 0.20's decode alone (modern semantics on its float32 decode).
+MODERN, LEGACY, V020, V020_DECODE = "modern", "legacy", "lc0-0.20", "lc0-0.20 decode"
+
+
+class Evaluations:
+    """What one network computes on one set of positions, per engine generation: each forward pass runs
+    at most once, and none whose result is another's by construction (`same_in_every_generation`).
+
+    Why: `verify` asks one file for modern and legacy outputs (backwards compatibility) and for every
+    generation (which engines compute it); `fold-bias` asks the file it writes for legacy outputs
+    (against its input) and again for every generation. On a 40×512 network a float64 pass over 32
+    positions takes tens of seconds; asked separately these were 6–7 passes where 2–4 are distinct.
+    A prepared model holds a float64 copy of the weights (1.6 GB at 40×512), so each is dropped as soon
+    as its outputs exist; only outputs (kilobytes per position) are kept.
+    """
+
+    def __init__(self, net: Network, planes, dtype=np.float64):
+        self.net, self.planes, self.dtype = net, planes, dtype
+        self.uniform = same_in_every_generation(net)
+        self.passes = 0  # forward passes actually run (tests and benchmarks read it)
+        self._outputs: dict[tuple[str, tuple], Outputs] = {}
+
+    def kind(self, what: str) -> str:
+        """The computation `what` (a generation, LEGACY or V020_DECODE) really is, after the identities."""
+        what = LEGACY if what == "lc0-0.19" else what
+        if what not in (MODERN, LEGACY, V020, V020_DECODE):
+            raise ValueError(f"unknown evaluation {what!r}")
+        if self.uniform:
+            what = {LEGACY: MODERN, V020: V020_DECODE}.get(what, what)
+        if what == V020_DECODE and not any(t.encoding is Encoding.LINEAR16 and t.raw is not None
+                                           for _, t in self.net.tensors()):
+            what = MODERN  # nothing for lc0 0.20 to decode its own way
+        return what
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether `a` and `b` are one computation by construction (no forward pass can tell them apart)."""
+        return self.kind(a) == self.kind(b)
+
+    def _model(self, kind: str) -> Model:
+        if kind == MODERN:
+            return Model(self.net, "modern", self.dtype)
+        if kind == LEGACY:
+            return Model(self.net, "legacy", self.dtype)
+        if kind == V020:
+            return model(self.net, V020, self.dtype)
+        return Model(decoded_as(self.net, V020), "modern", self.dtype)
+
+    def heads(self, what: str, choices) -> list[Outputs]:
+        """Outputs of `what` for each (policy head, value head) of `choices` (forward.Model.heads)."""
+        kind = self.kind(what)
+        missing = [c for c in choices if (kind, c) not in self._outputs]
+        if missing:
+            with np.errstate(all="ignore"):  # lc0 0.20's merge of a negative γ: NaN is its answer
+                outs = self._model(kind).heads(self.planes, missing)
+            self.passes += 1
+            self._outputs.update({(kind, c): o for c, o in zip(missing, outs)})
+        return [self._outputs[(kind, c)] for c in choices]
+
+    def __call__(self, what: str) -> Outputs:
+        return self.heads(what, [(None, None)])[0]

@@ -117,13 +117,20 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     if check is not None and check.applies is not None and not check.applies(net):
         check = None
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
-    data, notes = io.serialize(result, kind, encoding)
+    same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
+    # IN's own message, unchanged (a protobuf convert with nothing to change): the written network is
+    # IN itself, so IN stands for the re-read, and in IN's form IN's bytes are the output — neither
+    # serialized nor parsed again (seconds each for a 0.4 GB payload).
+    unchanged = transform is None and epsilon is None and not io.rewrites_input(net, kind, encoding)
+    if unchanged and same_form:
+        data, notes = None, []
+    else:
+        data, notes = io.serialize(result, kind, encoding)
+        # Text weights: the very bytes IN holds when they have its digest.
+        unchanged = unchanged or (kind == net.source.kind and net.source.payload_digest is not None
+                                  and io.payload_digest(data) == net.source.payload_digest)
     del result  # the bytes hold it now; on big networks every copy alive counts (peak memory)
     verification = None
-    # The very bytes IN holds (same digest, same format): the written network is IN itself, so
-    # IN stands for the re-read (no second parse of a payload that can be 0.4 GB).
-    unchanged = (kind == net.source.kind and net.source.payload_digest is not None
-                 and io.payload_digest(data) == net.source.payload_digest)
     written = net if unchanged and epsilon is None else io.parse(data, kind, out)
     problems = verify.check(written)
     if problems:
@@ -142,7 +149,6 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
                 err.verification = verification
                 err.report = report
                 raise err
-    same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
     copied = same_form and (unchanged or (report is not None and not report.changed))
     del written
     if copied:

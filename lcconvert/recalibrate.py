@@ -198,15 +198,14 @@ class Plan:
         self.__dict__.update(state)
 
     def _rows_buffer(self, cin: int, n: int) -> np.ndarray:
-        """The zero-bordered row-im2col buffer of `forward.Model._conv3`, kept per thread and shape
+        """The im2col buffer of `forward.Model._conv3`, kept per thread and shape
         (as the forward pass keeps one per call): every stage of every partition reuses it."""
         local = self.__dict__.setdefault("_local", threading.local())
         bufs = local.__dict__.setdefault("bufs", {})
         if (cin, n) not in bufs:
             if len(bufs) > 4:  # a new batch size (the last partition): drop the old ones
                 bufs.clear()
-            b = self.model.board
-            bufs[(cin, n)] = np.zeros((b + 2, n, b, 3 * cin), dtype=np.float64)
+            bufs[(cin, n)] = self.model.conv3_buffer(cin, n)
         return bufs[(cin, n)]
 
     def _conv(self, x: np.ndarray, name: str) -> np.ndarray:

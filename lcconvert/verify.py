@@ -314,15 +314,16 @@ def _label(head: str, choice: tuple[str | None, str | None]) -> str:
 
 
 def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 32, seed: int = 0,
-            planes=None) -> Report:
+            planes=None, runs=None) -> Report:
     """NET (legacy semantics if `legacy`, else modern) against REF (modern) on seeded positions.
 
     Passes when every head's max |difference| ≤ K × noise floor + allowance, where the
     floor is the larger of (a) REF vs REF re-encoded in NET's dominant encoding and
     (b) REF vs REF with each parameter moved within that encoding's rounding bound,
-    both measured here on the same positions. `planes` replaces the seeded positions.
+    both measured here on the same positions. `planes` replaces the seeded positions;
+    `runs` (engines.Evaluations of NET on those planes) shares NET's passes with other checks.
     """
-    from lcconvert.forward import Model
+    from lcconvert.engines import LEGACY, MODERN, Evaluations
     from lcconvert.positions import random_planes
     from lcconvert.transforms import reencode
 
@@ -331,23 +332,35 @@ def compare(net: Network, ref: Network, legacy: bool = False, positions: int = 3
     report.reasons += _interface_reasons(net, ref)
     if net.family is not ref.family:
         return report
-    planes = random_planes(ref, positions, seed) if planes is None else planes
+    if runs is None:
+        planes = random_planes(ref, positions, seed) if planes is None else planes
+        runs = Evaluations(net, planes, DTYPE)
+    planes = runs.planes
     encoding = dominant_encoding(net)
     report.encoding = encoding.name
-    reencoded, _ = reencode(ref, encoding)
-    rounded = _rounded(ref, encoding, seed)
     choices = _head_choices(net, ref)
+
+    def modern(m: Network) -> list:
+        return Evaluations(m, planes, DTYPE).heads(MODERN, choices)
+
     # REF already stored in `encoding` re-encodes to its very own tensors (Tensor.reencoded keeps
     # them): that floor is exactly 0 (every LINEAR16 input of fold-bias), so its pass is skipped.
-    same = _same_tensors(reencoded, ref)
-    reencoded = None if same else reencoded
-    outs = [Model(m, sem, DTYPE).heads(planes, choices) if m is not None else None
-            for m, sem in progress.steps(((ref, "modern"), (net, semantics), (reencoded, "modern"),
-                                          (rounded, "modern")), "verifying: forward passes", total=4)]
-    if outs[2] is None:
-        outs[2] = outs[0]
-    runs = zip(*outs)
-    for choice, (out_ref, out_net, out_re, out_round) in zip(choices, runs):
+    reencoded, _ = reencode(ref, encoding)
+    if _same_tensors(reencoded, ref):
+        reencoded = None
+    with progress.stage("verifying: forward passes", total=3 if reencoded is None else 4) as bar:
+        refs = modern(ref)
+        bar.update(1)
+        nets = runs.heads(LEGACY if legacy else MODERN, choices)
+        bar.update(1)
+        res = refs
+        if reencoded is not None:
+            res = modern(reencoded)
+            reencoded = None  # a network the size of REF: built, used and dropped one at a time
+            bar.update(1)
+        rounds = modern(_rounded(ref, encoding, seed))
+        bar.update(1)
+    for choice, out_ref, out_net, out_re, out_round in zip(choices, refs, nets, res, rounds):
         floor_re, floor_round = _diffs(out_re, out_ref), _diffs(out_round, out_ref)
         for head, d in _diffs(out_net, out_ref).items():
             if choice != (None, None) and _label(head, choice) == head:
@@ -370,22 +383,24 @@ def _same_tensors(a: Network, b: Network) -> bool:
     return len(ta) == len(tb) and all(na == nb and x is y for (na, x), (nb, y) in zip(ta, tb))
 
 
-def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, planes=None) -> Report:
+def backwards_compatible(net: Network, positions: int = 32, seed: int = 0, planes=None, runs=None) -> Report:
     """Would an engine that ignores γ and β (lc0 ≤ 0.19, Leela Zero) compute what lc0 ≥ 0.21 does?
 
     Same file, so no encoding noise: the modern and legacy outputs must agree within
     the arithmetic allowance. Also lists what stops old engines from loading the file
-    at all (non-LINEAR16 layers, missing conv biases). FORMATS.md §3.
+    at all (non-LINEAR16 layers, missing conv biases). FORMATS.md §3. `runs`
+    (engines.Evaluations of NET) shares the passes with `generations`.
     """
-    from lcconvert.forward import Model
+    from lcconvert.engines import LEGACY, MODERN, Evaluations
     from lcconvert.positions import random_planes
 
     report = Report("backwards_compatible", _name(net), _name(net), "legacy", "modern", positions, seed)
-    planes = random_planes(net, positions, seed) if planes is None else planes
+    if runs is None:
+        runs = Evaluations(net, random_planes(net, positions, seed) if planes is None else planes, DTYPE)
     with progress.stage("checking: forward passes", total=2) as bar:
-        modern = Model(net, "modern", DTYPE)(planes)
+        modern = runs(MODERN)
         bar.update(1)
-        legacy = Model(net, "legacy", DTYPE)(planes)
+        legacy = runs(LEGACY)  # the modern outputs themselves when no γ/β can be ignored
     for head, d in _diffs(legacy, modern).items():
         result = HeadResult(head, float(d.max()), float(d.mean()), ALLOWANCE * _scale(modern, head))
         report.heads.append(result)
@@ -493,7 +508,8 @@ class GenerationsReport:
         return "\n".join(lines)
 
 
-def generations(net: Network, which=None, positions: int = 32, seed: int = 0) -> GenerationsReport:
+def generations(net: Network, which=None, positions: int = 32, seed: int = 0, planes=None, runs=None,
+                measure_identical: bool = True) -> GenerationsReport:
     """Which engine generations (engines.py) compute, from this very file, what lc0 ≥ 0.21 computes.
 
     Same file, so no encoding noise for "modern" and "lc0-0.19": they must agree within the
@@ -502,9 +518,15 @@ def generations(net: Network, which=None, positions: int = 32, seed: int = 0) ->
     modern semantics — is measured in the same run, and lc0-0.20 passes within K × it +
     allowance. (On legacy/classic-plain, which has no γ/β, the real v0.20.2 differs from
     current lc0 by 1e-6 in probability: that decode effect and nothing else.)
+
+    A generation whose computation is modern semantics' own by construction
+    (engines.same_in_every_generation: no γ/β layer, the engines' ε) passes without a
+    pass of its own; `measure_identical` still measures its difference (lc0 0.20's decode
+    effect, lc0 ≤ 0.19's exact 0) for the report, at the cost of the passes.
+    `runs` (engines.Evaluations of NET) shares passes with other checks on the same positions.
     """
     from lcconvert import engines
-    from lcconvert.forward import Model, supported_problem
+    from lcconvert.forward import supported_problem
     from lcconvert.positions import random_planes
 
     which = tuple(engines.GENERATIONS if which is None else which)
@@ -513,30 +535,31 @@ def generations(net: Network, which=None, positions: int = 32, seed: int = 0) ->
     if why:
         report.results = [GenerationResult(g, "not evaluated", reasons=[why]) for g in which]
         return report
-    planes = random_planes(net, positions, seed)
-    modern = Model(net, "modern", DTYPE)(planes)
+    if runs is None:
+        runs = engines.Evaluations(net, random_planes(net, positions, seed) if planes is None else planes, DTYPE)
     for g in which:
         engines.check_generation(g)
-        if g == "modern":
-            report.results.append(GenerationResult(g, "correct"))
-            continue
         result = GenerationResult(g, "correct")
         report.results.append(result)
+        if g == "modern":
+            continue
         undefined = engines.undefined(net, g)
         if undefined:
             result.status, result.reasons = "undefined", [undefined]
             continue
         problems = engines.load_problems(net, g)
-        with np.errstate(all="ignore"):
-            out = engines.model(net, g, DTYPE)(planes)
-            floor = None
-            if g == "lc0-0.20":
-                floor = _diffs(Model(engines.decoded_as(net, g), "modern", DTYPE)(planes), modern)
-        for head, d in _diffs(out, modern).items():
-            d = np.where(np.isfinite(d), d, np.inf)
-            base = K * float(floor[head].max()) if floor is not None else 0.0
-            result.heads.append(HeadResult(head, float(d.max()), float(d.mean()),
-                                           base + ALLOWANCE * _scale(modern, head)))
+        decode = engines.V020_DECODE if g == "lc0-0.20" else engines.MODERN
+        if runs.same(g, decode) and not measure_identical:
+            result.notes.append("computes modern semantics' own arithmetic on the file's numbers (no γ/β layer, "
+                                "the engines' ε): no separate forward pass")
+        else:
+            modern, out = runs(engines.MODERN), runs(g)
+            floor = _diffs(runs(decode), modern) if g == "lc0-0.20" else None
+            for head, d in _diffs(out, modern).items():
+                d = np.where(np.isfinite(d), d, np.inf)
+                base = K * float(floor[head].max()) if floor is not None else 0.0
+                result.heads.append(HeadResult(head, float(d.max()), float(d.mean()),
+                                               base + ALLOWANCE * _scale(modern, head)))
         failed = [h for h in result.heads if not h.passed]
         if failed:
             result.status = "differs"
@@ -578,12 +601,21 @@ class FoldVerification:
 
 def fold_check(written: Network, source: Network, positions: int = 32, seed: int = 0) -> FoldVerification:
     """What fold-bias requires of OUT: legacy semantics of OUT match modern IN within K × the floor,
-    and all three engine generations compute OUT as modern semantics do."""
+    and all three engine generations compute OUT as modern semantics do.
+
+    One set of positions and one engines.Evaluations of OUT serve both checks: a fold writes no γ/β,
+    so OUT's legacy pass is its modern pass and the older generations need no pass of their own
+    (3 forward passes in all on a LINEAR16 input, where the checks asked separately ran 7)."""
+    from lcconvert.engines import Evaluations
+    from lcconvert.positions import random_planes
+
+    runs = Evaluations(written, random_planes(source, positions, seed), DTYPE)
     # A network with attention layers loads only in lc0 ≥ 0.29 (modern semantics): older generations are
     # not asked to compute what they cannot load at all.
     which = ("modern",) if written.attention is not None else None
-    return FoldVerification(compare(written, source, legacy=True, positions=positions, seed=seed),
-                            generations(written, which, positions=positions, seed=seed))
+    return FoldVerification(compare(written, source, legacy=True, positions=positions, seed=seed, runs=runs),
+                            generations(written, which, positions=positions, seed=seed, runs=runs,
+                                        measure_identical=False))
 
 
 def refusal(source: Network, report, verification, beta_into: str = "means", gamma_into: str = "auto",

@@ -16,10 +16,11 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import MAIA
+from conftest import DATA, MAIA
 
 from lcconvert import io, pipeline, progress, verify
 from lcconvert.codecs import Encoding
+from lcconvert.errors import FormatError
 from lcconvert.formats import gz
 from lcconvert.transforms import reencode
 
@@ -40,9 +41,38 @@ def test_untouched_convert_writes_the_input_bytes(tmp_path, run_cli):
     assert not written.copied_input and f16.read_bytes() != MAIA.read_bytes()
 
 
-def test_load_records_the_payload_digest():
+def test_unchanged_message_is_copied_without_serializing(tmp_path, monkeypatch):
+    """convert with nothing to change never serializes (upb takes seconds on a 40×512 payload): the message
+    the writer would build equals the one IN was read from, so IN's bytes are the output."""
     net = io.load(str(MAIA))
-    assert net.source.payload_digest == io.payload_digest(gzip.decompress(MAIA.read_bytes()))
+    assert not io.rewrites_input(net, io.PB)
+    assert not io.rewrites_input(net, io.PB, Encoding.LINEAR16)  # every layer already LINEAR16: same bytes
+    assert io.rewrites_input(net, io.PB, Encoding.FLOAT16)
+    assert io.rewrites_input(net, io.TEXT)
+    changed = net.copy()
+    changed.license = "changed"
+    assert io.rewrites_input(changed, io.PB)
+
+    def refuse(*_a, **_k):
+        raise AssertionError("serialized although nothing changes")
+
+    monkeypatch.setattr(io, "serialize", refuse)
+    out = tmp_path / "out.pb.gz"
+    written = pipeline.write_file(str(MAIA), str(out), encoding=Encoding.LINEAR16)
+    assert written.copied_input and out.read_bytes() == MAIA.read_bytes()
+
+
+def test_text_weights_are_copied_by_digest(tmp_path):
+    """Text payloads are identified by their digest (protobuf ones by their message): a text file written
+    back unchanged is IN's bytes, copied."""
+    src = tmp_path / "net.txt.gz"
+    pipeline.write_file(str(DATA / "lz-random-2x16.txt.gz"), str(src))  # lcconvert's own text formatting
+    net = io.load(str(src))
+    assert net.source.payload_digest == io.payload_digest(gzip.decompress(src.read_bytes()))
+    assert io.load(str(MAIA)).source.payload_digest is None
+    out = tmp_path / "again.txt.gz"
+    written = pipeline.write_file(str(src), str(out))
+    assert written.copied_input and out.read_bytes() == src.read_bytes()
 
 
 def _payload(size: int) -> bytes:
@@ -72,6 +102,26 @@ def test_big_payloads_are_one_isal_member_within_one_percent_of_zlib9():
     assert gz.gzip_bytes(data, threads=1) == packed  # the thread count does not change the bytes
     level9 = len(gzip.compress(data, 9))
     assert len(packed) <= 1.01 * level9
+
+
+def test_big_streams_inflate_with_isal_and_the_same_checks(monkeypatch):
+    """Streams ≥ ISAL_MIN_BYTES inflate through ISA-L: every member, and the same refusals as zlib's —
+    truncation, a damaged CRC, the inflate cap, trailing garbage."""
+    isal_zlib = pytest.importorskip("isal.isal_zlib")
+    data = np.random.default_rng(0).integers(0, 256, gz.ISAL_MIN_BYTES // 2 + 7, dtype=np.uint8).tobytes()
+    packed = gzip.compress(data, 1) + gzip.compress(data[::-1], 1)  # two members, ≥ ISAL_MIN_BYTES in all
+    assert len(packed) >= gz.ISAL_MIN_BYTES and gz._inflater(len(packed))[0] is isal_zlib.decompressobj
+    assert gz.gunzip(packed, "<big>") == data + data[::-1]
+    with pytest.raises(FormatError, match="truncated gzip stream"):
+        gz.gunzip(packed[:-100], "<big>")
+    damaged = bytearray(packed)
+    damaged[-8] ^= 1  # the second member's CRC
+    with pytest.raises(FormatError, match="corrupt gzip stream"):
+        gz.gunzip(bytes(damaged), "<big>")
+    with pytest.raises(FormatError, match="trailing garbage"):
+        gz.gunzip(packed + b"junk", "<big>")
+    with pytest.raises(FormatError, match="inflates to more than"):
+        gz.gunzip(packed, "<big>", limit=len(data))
 
 
 def test_small_payloads_and_no_isal_use_zlib(monkeypatch):

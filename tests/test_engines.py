@@ -133,3 +133,65 @@ def test_cli_inspect_and_fold_bias_say_which_generations(run_cli, tmp_path):
     assert json.loads(r.stdout)["computed_correctly_by"] == ["modern", "lc0-0.20", "lc0-0.19"]
     r = run_cli("inspect", MAIA)
     assert "computed correctly by: modern (lc0 ≥ 0.21), lc0-0.20 (lc0 0.20.x)\n" in r.stdout + "\n"
+
+
+# -- shared evaluations: each forward pass once, none that is another by construction --------------
+
+def _folded(net):
+    folded, _ = fold.fold(net, encoding=None)
+    return io.parse(io.serialize(folded, io.PB)[0], io.PB, "<folded>")
+
+
+@pytest.mark.parametrize("name", ("classic-neg-gamma", "se-mixed"))
+def test_without_gamma_beta_every_generation_is_modern_arithmetic_bit_for_bit(nets, name):
+    """The identity `Evaluations` relies on to skip passes, checked by running the passes it skips: on a
+    folded file (no γ/β layer, the engines' ε) legacy semantics give modern's outputs bit for bit, and
+    lc0 0.20 gives its own decode evaluated with modern semantics bit for bit."""
+    folded = _folded(nets[name])
+    assert engines.same_in_every_generation(folded)
+    planes = np.load(LEGACY / f"{name}.lc0.npz")["planes"][:8]
+    modern = forward.Model(folded, "modern", np.float64)(planes)
+    legacy = forward.Model(folded, "legacy", np.float64)(planes)
+    v020 = engines.model(folded, "lc0-0.20")(planes)
+    decoded = forward.Model(engines.decoded_as(folded, "lc0-0.20"), "modern", np.float64)(planes)
+    for head in ("policy", "value", "wdl"):
+        a, b = getattr(modern, head), getattr(legacy, head)
+        if a is not None:
+            assert np.array_equal(a, b), head
+            assert np.array_equal(getattr(v020, head), getattr(decoded, head)), head
+    # The original carries γ/β: no identity, every computation is its own.
+    assert not engines.same_in_every_generation(nets[name])
+
+
+def test_evaluations_run_each_distinct_pass_once(nets):
+    net = nets["se-mixed"]
+    planes = np.load(LEGACY / "se-mixed.lc0.npz")["planes"][:4]
+    runs = engines.Evaluations(net, planes)
+    for what in ("modern", "legacy", "lc0-0.19", "lc0-0.20", "lc0-0.20 decode", "modern", "lc0-0.19"):
+        runs(what)
+    assert runs.passes == 4  # modern, legacy (= lc0-0.19), lc0-0.20, its decode
+    assert np.array_equal(runs("legacy").policy, forward.Model(net, "legacy", np.float64)(planes).policy)
+    folded = engines.Evaluations(_folded(net), planes)
+    for what in ("modern", "legacy", "lc0-0.19", "lc0-0.20", "lc0-0.20 decode"):
+        folded(what)
+    assert folded.passes == 2  # modern (= legacy = lc0-0.19) and lc0 0.20's decode (= lc0-0.20)
+    with pytest.raises(ValueError):
+        runs("lc0-0.18")
+
+
+def test_fold_check_runs_three_forward_passes(nets, monkeypatch):
+    """fold-bias's verification of a LINEAR16 input: REF, OUT (its legacy pass is its modern pass, and no
+    older generation needs one of its own) and the rounding floor — 3 passes, not the 7 that the checks
+    ran when asked separately; the verdicts are the same as those of the passes it skips."""
+    net = nets["se-mixed"]
+    folded = _folded(net)
+    calls = []
+    real = forward.Model.heads
+    monkeypatch.setattr(forward.Model, "heads", lambda self, *a, **k: calls.append(self.semantics) or real(self, *a, **k))
+    check = verify.fold_check(folded, net, positions=8)
+    assert len(calls) == 3, calls
+    assert check.passed and check.engines.correct_by == list(engines.GENERATIONS)
+    monkeypatch.setattr(forward.Model, "heads", real)
+    measured = verify.generations(folded, positions=8)
+    assert measured.correct_by == list(engines.GENERATIONS)
+    assert all(h.passed for r in measured.results for h in r.heads)

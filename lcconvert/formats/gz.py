@@ -60,7 +60,7 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
+def gunzip(data: bytes, path: str, limit: int | None = None) -> bytearray:
     """Decompress every gzip member, in bounded pieces; truncated, corrupt or oversized streams are errors.
 
     Output grows CHUNK at a time and stops with an error as soon as it passes
@@ -69,9 +69,10 @@ def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
     limit = max_inflated() if limit is None else limit
     out = bytearray()
     view, pos, end = memoryview(data), 0, len(data)
+    decompressobj, errors = _inflater(end)
     try:
         while pos < end:
-            d = zlib.decompressobj(wbits=31)
+            d = decompressobj(wbits=31)
             while not d.eof:
                 # Input goes in CHUNK-sized pieces too: handing the whole rest of the stream to
                 # every call made zlib copy it into `unconsumed_tail` each time — quadratic, 16 s
@@ -90,9 +91,26 @@ def gunzip(data: bytes, path: str, limit: int | None = None) -> bytes:
             pos -= len(d.unused_data)  # bytes past this member's end were fed with its last piece
             if pos < end and not is_gzip(bytes(view[pos:pos + 2])):
                 raise FormatError(path, "trailing garbage after the gzip stream")
-    except zlib.error as e:
+    except errors as e:
         raise FormatError(path, f"corrupt gzip stream ({e})") from None
-    return bytes(out)
+    # The bytearray itself, not a bytes copy of it: readers take either, and a copy would cost
+    # 0.2 s and a second 0.4 GB at the peak of reading a 40×512 network.
+    return out
+
+
+def _inflater(compressed_size: int):
+    """(decompressobj, the errors it raises) for a stream of `compressed_size` bytes: ISA-L's inflate
+    (same interface, same checks: CRC, length, header CRC) for streams ≥ ISAL_MIN_BYTES, zlib below.
+    Measured on a 44 MB realistic 20×256 network: 0.20–0.24 s against 0.31–0.36 s (1.5× faster);
+    small files keep zlib, whose error messages the fuzz corpus and tests were written against."""
+    if compressed_size >= ISAL_MIN_BYTES:
+        try:
+            from isal import isal_zlib
+        except ImportError:
+            pass
+        else:
+            return isal_zlib.decompressobj, (zlib.error, isal_zlib.error)
+    return zlib.decompressobj, zlib.error
 
 
 # Fast deflate for big protobuf payloads: ISA-L (the `isal` package) at its level 2, in

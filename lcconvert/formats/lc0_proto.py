@@ -349,6 +349,24 @@ def _set_conv(parent, name: str, block: ConvBlock | None, encoding: Encoding | N
 
 def write(net: Network, encoding: Encoding | None = None) -> bytes:
     """Serialize `net`; `encoding` re-encodes every tensor (None keeps each tensor's own)."""
+    return _message(net, encoding).SerializeToString()
+
+
+def same_message(net: Network, encoding: Encoding | None = None) -> bool:
+    """Whether `write(net, encoding)` would serialize the very message `net` was read from.
+
+    Then the file `net` came from is, byte for byte, a valid serialization of the output, and a
+    writer can copy it instead of serializing: upb's SerializeToString takes 1.6–5 s for a 40×512
+    payload (0.4 GB), building and comparing the message ~0.5 s. The comparison is the writer's own
+    result against the parsed input — every field, unknown fields included — not a second set of
+    rules about what the writer would change."""
+    if net.pb_template is None:
+        return False
+    return _message(net, encoding) == net.pb_template
+
+
+def _message(net: Network, encoding: Encoding | None) -> object:
+    """The Net message `write` serializes: the template `net` was read from, with every field rewritten."""
     msg = net_pb2.Net()
     if net.pb_template is not None:
         msg.CopyFrom(net.pb_template)
@@ -381,7 +399,7 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
     if net.attention_body and net.attention is None:
         if encoding is not None:
             raise NetworkError(net.source.path, "ONNX network: re-encoding its layers is not supported")
-        return msg.SerializeToString()
+        return msg
 
     w = msg.weights
     if net.attention is None or net.input.present:
@@ -405,7 +423,7 @@ def write(net: Network, encoding: Encoding | None = None) -> bytes:
         _set_layer(w, fc, getattr(net, fc), encoding)
     if net.attention is not None:
         _set_attention(w, net.attention, encoding)
-    return msg.SerializeToString()
+    return msg
 
 
 def _set_attention(w, att: AttentionWeights, encoding: Encoding | None) -> None:
