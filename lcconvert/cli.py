@@ -74,8 +74,9 @@ def main(ctx, quiet):
     Shell completion (bash; zsh and fish alike):
       eval "$(_LCCONVERT_COMPLETE=bash_source lcconvert)"
     """
-    from lcconvert import progress
+    from lcconvert import memory, progress
 
+    memory.return_big_frees()
     progress.quiet(quiet)
     ctx.obj = {"quiet": quiet}
 

@@ -146,9 +146,9 @@ def semantics(generation: str) -> str:
     return "modern" if check_generation(generation) == "modern" else "legacy"
 
 
-def model(net: Network, generation: str, dtype=np.float64) -> Model:
+def model(net: Network, generation: str, dtype=np.float64, lazy: bool = False) -> Model:
     """A forward model of what `generation` computes from `net` (check `undefined` first)."""
-    return Model(as_loaded(net, generation), semantics(generation), dtype)
+    return Model(as_loaded(net, generation), semantics(generation), dtype, lazy=lazy)
 
 
 def evaluate(net: Network, planes, generation: str, dtype=np.float64) -> Outputs:
@@ -211,13 +211,14 @@ class Evaluations:
         return self.kind(a) == self.kind(b)
 
     def _model(self, kind: str) -> Model:
+        # Lazy models: each evaluated once, one layer's float64 matrix alive at a time (forward._Conv).
         if kind == MODERN:
-            return Model(self.net, "modern", self.dtype)
+            return Model(self.net, "modern", self.dtype, lazy=True)
         if kind == LEGACY:
-            return Model(self.net, "legacy", self.dtype)
+            return Model(self.net, "legacy", self.dtype, lazy=True)
         if kind == V020:
-            return model(self.net, V020, self.dtype)
-        return Model(decoded_as(self.net, V020), "modern", self.dtype)
+            return model(self.net, V020, self.dtype, lazy=True)
+        return Model(decoded_as(self.net, V020), "modern", self.dtype, lazy=True)
 
     def heads(self, what: str, choices) -> list[Outputs]:
         """Outputs of `what` for each (policy head, value head) of `choices` (forward.Model.heads)."""

@@ -64,7 +64,7 @@ from lcconvert.errors import NetworkError, UnsupportedError
 from lcconvert.fold_report import BETA_INTO, GAMMA_INTO, BlockReport, FoldReport
 from lcconvert.network import ConvBlock, Network
 from lcconvert.tensor import Tensor
-from lcconvert.transforms import reencode
+from lcconvert.transforms import reencode, stored_tensor
 
 # γ split between weights and variances by one exponent per block (split_factors), named by exponent;
 # no longer among auto's candidates: "per-channel" (quantfold.py) chooses each channel's split.
@@ -294,7 +294,8 @@ class _Weights:
     @property
     def rows(self) -> np.ndarray:
         if self._rows is None:
-            self._rows = self.tensor.values.reshape(self.channels, -1)
+            # peek: the input network keeps its bytes, not a float32 decode of every weight (memory).
+            self._rows = self.tensor.peek().reshape(self.channels, -1)
         return self._rows
 
     @property
@@ -683,7 +684,9 @@ def fold(net: Network, beta_into: str = "means", gamma_into: str = "auto", encod
     for name, block in progress.steps(list(new.bn_blocks()), "folding blocks"):
         folded, block_report = fold_block(path, name, block, gamma_into, beta_into, encoding, eps_t, eps_e,
                                           input_means)
-        _set_block(new, name, folded)
+        # Each folded block as the bytes that will be written, not also the floats they were made from:
+        # at 40×512 the fold's output otherwise holds 0.8 GB of floats no writer reads (peak memory).
+        _set_block(new, name, folded.replace(**{f: stored_tensor(t, encoding) for f, t in folded.tensors()}))
         report.blocks.append(block_report)
     new.epsilon = eps_e
     if encoding is not None:

@@ -142,16 +142,38 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 class _Conv:
-    """A convolution with its batch norm folded into the weight columns, plus a per-channel shift."""
+    """A convolution with its batch norm folded into the weight columns, plus a per-channel shift.
 
-    def __init__(self, block: ConvBlock, cin: int, kernel: int, semantics: str, epsilon: float, dtype):
-        w = block.weights.values
-        cout = w.size // (cin * kernel * kernel)
+    `lazy`: the float64 matrix is made when a product needs it and dropped after (`arrays`), from
+    tensors decoded without keeping the decode (Tensor.peek) — a model evaluated once then holds one
+    layer's matrix at a time instead of a float64 copy of the whole network (1.6 GB at 40×512,
+    2× its float32 size), at the cost of preparing again on every call.
+    """
+
+    def __init__(self, block: ConvBlock, cin: int, kernel: int, semantics: str, epsilon: float, dtype,
+                 lazy: bool = False):
+        self.kernel, self.cin = kernel, cin
+        self.cout = block.weights.size // (cin * kernel * kernel)
+        self._source = (block, semantics, epsilon, np.dtype(dtype))
+        self.w = self.shift = None
+        if not lazy:
+            self.w, self.shift = self._prepare()
+            self._source = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(weights [kernel, kernel·cin, cout], shift [cout]) in the model's dtype."""
+        if self.w is not None:
+            return self.w, self.shift
+        return self._prepare()
+
+    def _prepare(self) -> tuple[np.ndarray, np.ndarray]:
+        block, semantics, epsilon, dtype = self._source
+        kernel, cin, cout = self.kernel, self.cin, self.cout
         # [out][in][kh][kw] -> [kh][(kw, in)][out]: rows in the (kh, kw, in) order of the
         # im2col buffer. Transposed and widened to float64 in ONE copy,
         # scaled in place below: one float64 copy of the weights, not four (at 40×512 the extra
         # copies made preparation superlinear in the network's size).
-        w = np.ascontiguousarray(w.reshape(cout, cin, kernel, kernel).transpose(2, 3, 1, 0),
+        w = np.ascontiguousarray(block.weights.peek().reshape(cout, cin, kernel, kernel).transpose(2, 3, 1, 0),
                                  dtype=np.float64).reshape(kernel, kernel * cin, cout)
         b = block.biases.values.astype(np.float64) if block.biases is not None else np.zeros(cout)
         if block.has_bn:
@@ -167,9 +189,7 @@ class _Conv:
             w *= scale  # broadcast over the last (output channel) axis
         else:
             shift = b
-        self.w = np.ascontiguousarray(w, dtype=dtype)
-        self.shift = shift.astype(dtype)
-        self.kernel, self.cin, self.cout = kernel, cin, cout
+        return np.ascontiguousarray(w, dtype=dtype), shift.astype(dtype)
 
 
 class Model:
@@ -183,14 +203,14 @@ class Model:
     """
 
     def __init__(self, net: Network, semantics: str = "modern", dtype=np.float32,
-                 policy_head: str | None = None, value_head: str | None = None):
+                 policy_head: str | None = None, value_head: str | None = None, lazy: bool = False):
         if semantics not in SEMANTICS:
             raise ValueError(f"semantics must be one of {SEMANTICS}, not {semantics!r}")
         path = net.source.path
         why = supported_problem(net)
         if why:
             raise UnsupportedError(path, why)
-        self.net, self.semantics, self.dtype = net, semantics, np.dtype(dtype)
+        self.net, self.semantics, self.dtype, self.lazy = net, semantics, np.dtype(dtype), lazy
         if self.dtype not in (np.float32, np.float64):
             raise ValueError("dtype must be float32 or float64")
         self.family, self.board = net.family, net.board_size
@@ -203,7 +223,7 @@ class Model:
         shapes.check(net)
         self.mish = net.format.activation == ACTIVATION_MISH
         c = net.filters
-        conv = lambda block, cin, k: _Conv(block, cin, k, semantics, net.epsilon, self.dtype)  # noqa: E731
+        conv = lambda block, cin, k: _Conv(block, cin, k, semantics, net.epsilon, self.dtype, lazy)  # noqa: E731
         self.input = conv(net.input, self.planes, 3)
         self.tower = []
         for r in net.residual:
@@ -261,8 +281,9 @@ class Model:
 
     def _conv1(self, x: np.ndarray, conv: _Conv) -> np.ndarray:
         """1×1 convolution: x [rows, N, cols, cin] → [rows, N, cols, cout]."""
-        y = x.reshape(-1, conv.cin) @ conv.w[0]
-        y += conv.shift
+        w, shift = conv.arrays()
+        y = x.reshape(-1, conv.cin) @ w[0]
+        y += shift
         return y.reshape(x.shape[:3] + (conv.cout,))
 
     def conv3_buffer(self, cin: int, n: int) -> np.ndarray:
@@ -288,8 +309,9 @@ class Model:
                 c0, c1 = max(0, -dx), b - max(0, dx)
                 k = 3 * ky + kx
                 cols[r0:r1, :, c0:c1, k * cin:(k + 1) * cin] = x[r0 + dy:r1 + dy, :, c0 + dx:c1 + dx]
-        y = cols.reshape(-1, 9 * cin) @ conv.w.reshape(9 * cin, conv.cout)
-        y += conv.shift
+        w, shift = conv.arrays()
+        y = cols.reshape(-1, 9 * cin) @ w.reshape(9 * cin, conv.cout)
+        y += shift
         return y.reshape(x.shape[:3] + (conv.cout,))
 
     @staticmethod
@@ -320,7 +342,7 @@ class Model:
         body is evaluated once for all of them."""
         if self.attention_body is None:
             return [self(planes, source) if c == (None, None) else
-                    Model(self.net, self.semantics, self.dtype, *c)(planes, source) for c in choices]
+                    Model(self.net, self.semantics, self.dtype, *c, lazy=self.lazy)(planes, source) for c in choices]
         outs = self.attention_body.many(self.input_array(planes, source), choices)
         return [Outputs(policy=_softmax(o["policy_logits"]), **o) for o in outs]
 

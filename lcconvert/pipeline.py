@@ -39,6 +39,7 @@ from lcconvert import files, io, progress, verify
 from lcconvert.codecs import Encoding
 from lcconvert.errors import NetworkError, UnsupportedError, VerificationFailed
 from lcconvert.network import Network
+from lcconvert.transforms import stored_form
 
 
 class TransformReport(Protocol):
@@ -117,6 +118,12 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     if check is not None and check.applies is not None and not check.applies(net):
         check = None
     result, report = (net, None) if transform is None else transform(net, encoding=encoding)
+    if transform is not None:
+        # Peak memory of big networks: IN keeps its bytes, not the decodes the transform made of them,
+        # and the result keeps the bytes the writer will write, not the floats they were made from.
+        for _, t in net.tensors():
+            t.forget_decode()
+        result = stored_form(result, encoding)
     same_form = kind == net.source.kind and io.wants_gzip(out, kind) == net.source.compressed and src != "-"
     # IN's own message, unchanged (a protobuf convert with nothing to change): the written network is
     # IN itself, so IN stands for the re-read, and in IN's form IN's bytes are the output — neither

@@ -23,7 +23,7 @@ class Tensor:
     (whether the Layer had an explicit `encoding` field, its `dims`).
     """
 
-    __slots__ = ("encoding", "raw", "min_val", "max_val", "_values", "layer_meta")
+    __slots__ = ("encoding", "raw", "min_val", "max_val", "_values", "layer_meta", "_decoded_from_raw")
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class Tensor:
         self.min_val = min_val
         self.max_val = max_val
         self._values = None
+        self._decoded_from_raw = False
         if values is not None:
             v = np.array(values, dtype=np.float32).ravel()
             v.setflags(write=False)
@@ -74,7 +75,33 @@ class Tensor:
             v = codecs.decode(self.raw, self.encoding, self.min_val or 0.0, self.max_val or 0.0)
             v.setflags(write=False)
             self._values = v
+            self._decoded_from_raw = True
         return self._values
+
+    def forget_decode(self) -> None:
+        """Drop a decode that was made from the stored bytes (it is made again when asked for): a big
+        network then holds its bytes only. Values a tensor was built from are kept — they are not
+        what its bytes decode to."""
+        if self._decoded_from_raw:
+            self._values = None
+            self._decoded_from_raw = False
+
+    def stored(self) -> "Tensor":
+        """This tensor as its stored bytes alone (self when it has no decode to drop); only for a
+        tensor whose bytes are what will be written, since values it was built from are dropped."""
+        if self.raw is None or self._values is None:
+            return self
+        if self._decoded_from_raw:  # a decode of these very bytes: the same tensor, its cache dropped
+            self.forget_decode()
+            return self
+        return Tensor(self.encoding, self.raw, self.min_val, self.max_val, layer_meta=dict(self.layer_meta))
+
+    def peek(self) -> np.ndarray:
+        """The float32 values without keeping a decode: a pass over a whole big network that reads each
+        tensor once (a lazily prepared forward model) then holds no second copy of the network."""
+        if self._values is not None:
+            return self._values
+        return codecs.decode(self.raw, self.encoding, self.min_val or 0.0, self.max_val or 0.0)
 
     def nonfinite(self) -> tuple[int, int | None]:
         """(how many values are NaN or ±inf, index of the first), read from the stored bytes when the

@@ -31,6 +31,19 @@ def map_tensors(net: Network, fn) -> Network:
     return new
 
 
+def stored_form(net: Network, encoding: Encoding | None) -> Network:
+    """`net` as a writer in `encoding` (None: each tensor's own) will store it: each tensor that already
+    holds those bytes keeps them alone, without the float values it was built from (Tensor.stored).
+    Why: a transform's output (a fold) holds both its float32 values and their encoding — on a 40×512
+    network 0.8 GB of floats that the writer never reads; written and re-read, it is the bytes."""
+    return map_tensors(net, lambda _name, t: stored_tensor(t, encoding))
+
+
+def stored_tensor(t, encoding: Encoding | None):
+    """`t` as its bytes alone when those bytes are what a writer in `encoding` writes (stored_form)."""
+    return t.stored() if encoding is None or t.encoding is encoding else t
+
+
 def _map_block(block, name, fn):
     return block.replace(**{f: fn(f"{name}.{f}", t) for f, t in block.tensors()})
 

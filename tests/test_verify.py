@@ -222,3 +222,28 @@ def test_cli_unreadable(run_cli, tmp_path):
     assert result.exit_code == 2 and result.stderr.startswith(f"lcconvert: {junk}: ")
     result = run_cli("verify", MAIA, "--against", junk)
     assert result.exit_code == 2 and result.stderr.startswith(f"lcconvert: {junk}: ")
+
+
+def test_rounded_reference_is_drawn_when_read_and_is_the_one_seeded_stream():
+    """The rounding floor's REF (every parameter moved within its rounding bound) is made tensor by tensor
+    as a forward pass reads it, never as a whole copy: and it is the very noise of one seeded stream over
+    the tensors in network order, as drawn all at once (so floors do not depend on the order of reading)."""
+    from lcconvert.codecs import rounding_bound
+    from lcconvert.transforms import map_tensors
+
+    net = io.load(str(MAIA))
+    rng = np.random.default_rng(3 + 0x5EED)
+
+    def at_once(_name, t):
+        v = t.values.astype(np.float64)
+        bound = np.maximum(np.asarray(rounding_bound(t.values, Encoding.LINEAR16), dtype=np.float64),
+                           np.abs(v) * verify.FLOAT32_HALF_ULP)
+        return Tensor.from_values(v + rng.uniform(-1.0, 1.0, v.shape) * bound, Encoding.FLOAT32)
+
+    expect = map_tensors(net, at_once)
+    lazy = verify._rounded(net, Encoding.LINEAR16, 3)
+    pairs = list(zip(expect.tensors(), lazy.tensors()))
+    for (_, a), (_, b) in reversed(pairs):  # read in the other order: same numbers
+        assert np.array_equal(a.values, b.peek())
+        assert not b.decoded  # peek keeps nothing
+    assert not np.array_equal(net.input.weights.values, lazy.input.weights.values)

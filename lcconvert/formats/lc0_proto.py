@@ -173,6 +173,11 @@ def _tensor(layer, where: str, path: str) -> Tensor:
         raise FormatError(path, f"{where}: LINEAR16 layer without min_val/max_val")
     if encoding is Encoding.LINEAR16 and raw and not (math.isfinite(min_val) and math.isfinite(max_val)):
         raise FormatError(path, f"{where}: LINEAR16 range [{min_val:g}, {max_val:g}] is not finite")
+    # The tensor holds the bytes; the template keeps the layer without them (every writer fills
+    # `params` from the tensor), so a read network holds its payload once, not twice (0.4 GB at
+    # 40×512). `read_params` is that very bytes object: a tensor still holding it is unchanged.
+    meta["read_params"] = raw
+    layer.ClearField("params")
     return Tensor(encoding, raw, min_val, max_val, layer_meta=meta)
 
 
@@ -309,10 +314,12 @@ def _has(msg, name: str) -> bool:
 
 # -- writing -----------------------------------------------------------------
 
-def _fill_layer(layer, tensor: Tensor, encoding: Encoding | None) -> None:
+def _fill_layer(layer, tensor: Tensor, encoding: Encoding | None, keep: bool = False) -> None:
+    """Write `tensor` into `layer`; `keep`: bytes identical to the ones read stay out of
+    the layer, as they are out of the template (`same_message` compares everything else)."""
     raw, lo, hi = tensor.encoded(encoding)
     target = tensor.encoding if encoding is None else encoding
-    if layer.params is not raw:
+    if not (keep and raw is tensor.layer_meta.get("read_params")):
         layer.params = raw
     explicit = tensor.layer_meta.get("explicit_encoding", False) or target is not Encoding.LINEAR16
     if explicit:
@@ -330,21 +337,21 @@ def _fill_layer(layer, tensor: Tensor, encoding: Encoding | None) -> None:
         layer.dims.extend(dims)
 
 
-def _set_layer(parent, name: str, tensor: Tensor | None, encoding: Encoding | None) -> None:
+def _set_layer(parent, name: str, tensor: Tensor | None, encoding: Encoding | None, keep: bool = False) -> None:
     if tensor is None:
         parent.ClearField(name)
     else:
-        _fill_layer(getattr(parent, name), tensor, encoding)
+        _fill_layer(getattr(parent, name), tensor, encoding, keep)
 
 
-def _set_conv(parent, name: str, block: ConvBlock | None, encoding: Encoding | None) -> None:
+def _set_conv(parent, name: str, block: ConvBlock | None, encoding: Encoding | None, keep: bool = False) -> None:
     if block is None:
         parent.ClearField(name)
         return
     msg = getattr(parent, name)
     msg.SetInParent()
     for attr, pb_name in CONV_FIELDS.items():
-        _set_layer(msg, pb_name, getattr(block, attr), encoding)
+        _set_layer(msg, pb_name, getattr(block, attr), encoding, keep)
 
 
 def write(net: Network, encoding: Encoding | None = None) -> bytes:
@@ -362,11 +369,12 @@ def same_message(net: Network, encoding: Encoding | None = None) -> bool:
     rules about what the writer would change."""
     if net.pb_template is None:
         return False
-    return _message(net, encoding) == net.pb_template
+    return _message(net, encoding, keep=True) == net.pb_template
 
 
-def _message(net: Network, encoding: Encoding | None) -> object:
-    """The Net message `write` serializes: the template `net` was read from, with every field rewritten."""
+def _message(net: Network, encoding: Encoding | None, keep: bool = False) -> object:
+    """The Net message `write` serializes: the template `net` was read from, with every field rewritten
+    (`keep`: but the params of layers whose bytes are the ones read, left out as in the template)."""
     msg = net_pb2.Net()
     if net.pb_template is not None:
         msg.CopyFrom(net.pb_template)
@@ -404,29 +412,29 @@ def _message(net: Network, encoding: Encoding | None) -> object:
     w = msg.weights
     if net.attention is None or net.input.present:
         # An attention body has no input block: writing an empty one would add a field.
-        _set_conv(w, "input", net.input, encoding)
+        _set_conv(w, "input", net.input, encoding, keep)
     del w.residual[len(net.residual):]
     while len(w.residual) < len(net.residual):
         w.residual.add()
     for res, pb_res in zip(net.residual, w.residual):
-        _set_conv(pb_res, "conv1", res.conv1, encoding)
-        _set_conv(pb_res, "conv2", res.conv2, encoding)
+        _set_conv(pb_res, "conv1", res.conv1, encoding, keep)
+        _set_conv(pb_res, "conv2", res.conv2, encoding, keep)
         if res.se is None:
             pb_res.ClearField("se")
         else:
             pb_res.se.SetInParent()
             for f in SEUnit.FIELDS:
-                _set_layer(pb_res.se, f, getattr(res.se, f), encoding)
+                _set_layer(pb_res.se, f, getattr(res.se, f), encoding, keep)
     for slot in HEAD_CONV_SLOTS:
-        _set_conv(w, slot, getattr(net, slot), encoding)
+        _set_conv(w, slot, getattr(net, slot), encoding, keep)
     for fc in FC_SLOTS:
-        _set_layer(w, fc, getattr(net, fc), encoding)
+        _set_layer(w, fc, getattr(net, fc), encoding, keep)
     if net.attention is not None:
-        _set_attention(w, net.attention, encoding)
+        _set_attention(w, net.attention, encoding, keep)
     return msg
 
 
-def _set_attention(w, att: AttentionWeights, encoding: Encoding | None) -> None:
+def _set_attention(w, att: AttentionWeights, encoding: Encoding | None, keep: bool = False) -> None:
     """Put every attention-era tensor back at its path (the template holds the messages around them)."""
     for path, tensor in att.tensors.items():
         msg = w
@@ -440,7 +448,7 @@ def _set_attention(w, att: AttentionWeights, encoding: Encoding | None) -> None:
                     child.add()
                 child = child[int(after)]
             msg = child
-        _fill_layer(getattr(msg, parts[-1]), tensor, encoding)
+        _fill_layer(getattr(msg, parts[-1]), tensor, encoding, keep)
     for path, value in att.counts.items():
         msg = w
         parts = path.split(".")
