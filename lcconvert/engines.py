@@ -31,7 +31,7 @@ from lcconvert.codecs import Encoding
 from lcconvert.constants import ENGINE_EPSILON, Family
 from lcconvert.forward import Model, Outputs
 from lcconvert.network import ConvBlock, Network
-from lcconvert.tensor import Tensor
+from lcconvert.tensor import Derived, Tensor
 from lcconvert.transforms import map_tensors
 
 GENERATIONS = ("modern", "lc0-0.20", "lc0-0.19")
@@ -137,7 +137,8 @@ def decoded_as(net: Network, generation: str) -> Network:
     with exact batch-norm semantics — the decode's own share of a generation's difference."""
     if check_generation(generation) != "lc0-0.20":
         return net.copy()
-    return map_tensors(net, lambda _name, t: Tensor.from_values(decode_v020(t))
+    # Decoded when read (tensor.Derived): a lazy forward model holds one layer's decode at a time.
+    return map_tensors(net, lambda _name, t: Derived(t, decode_v020)
                        if t.encoding is Encoding.LINEAR16 and t.raw is not None else t)
 
 

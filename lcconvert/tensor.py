@@ -149,3 +149,36 @@ class Tensor:
     def __repr__(self) -> str:
         state = "decoded" if self.decoded else "encoded"
         return f"Tensor({self.encoding.name}, size={self.size}, {state})"
+
+
+class Derived(Tensor):
+    """A float32 tensor computed from another (`make(base)`) when it is read, and not kept when read
+    with `peek`: a forward pass that reads each weight once (forward.Model, lazy) then never holds a
+    derived copy of a whole network — a rounded reference (verify) or an engine's own decode
+    (engines) of a 40×512 network is 0.8 GB."""
+
+    __slots__ = ("_base", "_make")
+
+    def __init__(self, base: Tensor, make):
+        # Tensor's own fields, as a FLOAT32 tensor made of floats that are not made yet.
+        self.encoding, self.raw, self.min_val, self.max_val = Encoding.FLOAT32, None, None, None
+        self._values, self._decoded_from_raw, self.layer_meta = None, False, {}
+        self._base, self._make = base, make
+
+    @property
+    def size(self) -> int:
+        return self._base.size
+
+    @property
+    def values(self) -> np.ndarray:
+        if self._values is None:
+            self._values = self.peek()
+        return self._values
+
+    def peek(self) -> np.ndarray:
+        if self._values is not None:
+            return self._values
+        out = np.asarray(self._make(self._base), dtype=np.float32)
+        out.setflags(write=False)
+        return out
+

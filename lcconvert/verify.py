@@ -14,6 +14,7 @@ semantics) — which is what a file is.
 from __future__ import annotations
 
 from collections import Counter
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,7 +41,7 @@ from lcconvert.constants import (
 )
 from lcconvert.errors import refuse_problems
 from lcconvert.network import Network
-from lcconvert.tensor import Tensor
+from lcconvert.tensor import Derived, Tensor
 
 # Float64, deliberately, although float32 runs the same pass ~1.7× faster (76 against 39 GFLOP/s
 # for numpy matmul here). Measured on a 20×256 network resampled from a real one
@@ -265,55 +266,28 @@ def _rounded(ref: Network, encoding: Encoding, seed: int) -> Network:
     writing it afresh in `encoding` (at least float32's half ulp): the noise any file in
     that encoding carries, even when re-encoding REF itself is lossless. The noise is one seeded
     stream over the tensors in network order; each tensor's share of it is drawn when the tensor
-    is read (`_Rounded`), from the stream advanced to where that share starts."""
+    is read (tensor.Derived), from the stream advanced to where that share starts."""
     from lcconvert.transforms import map_tensors
 
     offset = [0]
 
     def rounded(_name, t: Tensor) -> Tensor:
-        out = _Rounded(t, encoding, seed + 0x5EED, offset[0])
+        out = Derived(t, functools.partial(_perturbed, encoding=encoding, seed=seed + 0x5EED, offset=offset[0]))
         offset[0] += t.size  # one 64-bit draw per float64 uniform
         return out
 
     return map_tensors(ref, rounded)
 
 
-class _Rounded(Tensor):
-    """A tensor moved within `encoding`'s rounding bound by seeded noise, made when read: a forward
-    pass that reads each weight once (forward.Model, lazy) then holds no rounded copy of REF — on a
-    40×512 network that copy was 0.8 GB, and making it all at once twice that in float64."""
-
-    __slots__ = ("_base", "_bound_encoding", "_seed")  # _seed: (stream seed, draws before this tensor)
-
-    def __init__(self, base: Tensor, encoding: Encoding, seed: int, offset: int):
-        # Tensor's own fields, as a FLOAT32 tensor made of floats that are not made yet.
-        self.encoding, self.raw, self.min_val, self.max_val = Encoding.FLOAT32, None, None, None
-        self._values, self._decoded_from_raw, self.layer_meta = None, False, {}
-        self._base, self._bound_encoding, self._seed = base, encoding, (seed, offset)
-
-    @property
-    def size(self) -> int:
-        return self._base.size
-
-    @property
-    def values(self) -> np.ndarray:
-        if self._values is None:
-            self._values = self.peek()
-        return self._values
-
-    def peek(self) -> np.ndarray:
-        if self._values is not None:
-            return self._values
-        v = self._base.peek().astype(np.float64)
-        bound = np.maximum(np.asarray(codecs.rounding_bound(self._base.peek(), self._bound_encoding),
-                                      dtype=np.float64), np.abs(v) * FLOAT32_HALF_ULP)
-        seed, offset = self._seed
-        stream = np.random.PCG64(seed)  # what np.random.default_rng(seed) draws from
-        stream.advance(offset)
-        v += np.random.Generator(stream).uniform(-1.0, 1.0, v.shape) * bound
-        out = v.astype(np.float32)
-        out.setflags(write=False)
-        return out
+def _perturbed(t: Tensor, encoding: Encoding, seed: int, offset: int) -> np.ndarray:
+    """`t` moved within `encoding`'s rounding bound by the seeded stream's draws from `offset` on."""
+    v = t.peek().astype(np.float64)
+    bound = np.maximum(np.asarray(codecs.rounding_bound(t.peek(), encoding), dtype=np.float64),
+                       np.abs(v) * FLOAT32_HALF_ULP)
+    stream = np.random.PCG64(seed)  # what np.random.default_rng(seed) draws from
+    stream.advance(offset)
+    v += np.random.Generator(stream).uniform(-1.0, 1.0, v.shape) * bound
+    return v.astype(np.float32)
 
 
 def _name(net: Network) -> str:
