@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     f32 = facts["float32_bytes"]
 
     exe = [sys.executable, "-m", "lcconvert.cli"]
-    out = lambda name: os.path.join(work, name)  # noqa: E731
+    # Outputs named by size: a kept directory serves several sizes without mixing their files.
+    out = lambda name: os.path.join(work, f"{args.blocks}x{args.filters}-{name}")  # noqa: E731
     commands = {
         "net.py-style round trip": [sys.executable, os.path.join(HERE, "netpy_style.py"), src, out("netpy.pb.gz")],
         "convert": exe + ["convert", src, out("convert.pb.gz"), "--force"],
