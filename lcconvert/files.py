@@ -10,6 +10,7 @@ CLI all use it, and it knows nothing of networks.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -91,13 +92,48 @@ def write_atomic(path: str, data: bytes) -> None:
     Devices and pipes are written in place (renaming over /dev/null would replace
     it with a regular file); a symbolic link's target is replaced, not the link.
     """
+    _write_atomic(path, lambda f: f.write(data))
+
+
+def copy_atomic(path: str, src: str) -> int:
+    """`src`'s bytes written to `path` by `write_atomic`'s rules, copied by the kernel (sendfile) where it
+    can: a 334 MB network is not read into memory and written back out. Returns the bytes copied."""
+    if path == "-" or _is_stream(path):
+        data = read_file(src)
+        write_atomic(path, data)
+        return len(data)
+
+    def fill(f) -> None:
+        f.flush()
+        try:
+            source = open(src, "rb")
+        except OSError as e:
+            raise FormatError(src, f"cannot read: {e.strerror or e}") from None
+        with source:
+            offset, size = 0, os.fstat(source.fileno()).st_size
+            try:
+                while offset < size:  # the kernel copies; nothing passes through this process
+                    sent = os.sendfile(f.fileno(), source.fileno(), offset, size - offset)
+                    if not sent:
+                        break
+                    offset += sent
+            except (OSError, AttributeError):  # no sendfile between these two: copy through memory
+                if offset:
+                    raise
+                shutil.copyfileobj(source, f)
+
+    _write_atomic(path, fill)
+    return os.path.getsize(os.path.realpath(path))
+
+
+def _write_atomic(path: str, fill) -> None:
     if path == "-":
-        sys.stdout.buffer.write(data)
+        fill(sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return
     if _is_stream(path):
         with open(path, "wb") as f:
-            f.write(data)
+            fill(f)
         return
     # A symbolic link stays a link: its target is what gets replaced.
     path = os.path.realpath(path)
@@ -106,7 +142,7 @@ def write_atomic(path: str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".lcconvert-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            fill(f)
             # mkstemp creates 0600; give the result the mode a plain open() would.
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)

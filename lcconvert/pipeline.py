@@ -161,9 +161,13 @@ def write_file(src: str, out: str, *, to: str | None = None, encoding: Encoding 
     if copied:
         del data  # the input's compressed bytes replace it
     with progress.stage(f"writing {out}"):
-        data = files.read_file(src) if copied else io.pack(data, out, kind)
-        files.write_atomic(out, data)
-    return Written(out, kind, len(data), copied, notes, report, verification)
+        if copied:
+            size = files.copy_atomic(out, src)
+        else:
+            data = io.pack(data, out, kind)
+            files.write_atomic(out, data)
+            size = len(data)
+    return Written(out, kind, size, copied, notes, report, verification)
 
 
 def save(net: Network, path: str, to: str | None = None, encoding: Encoding | None = None,

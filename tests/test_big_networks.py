@@ -236,3 +236,33 @@ def test_big_frees_go_back_to_the_system():
         pytest.skip("no glibc mallopt here")
     held, back = int(out[1]), int(out[2])
     assert held >= 120 and back <= 8, (held, back)
+
+
+def test_copy_atomic_copies_by_the_writers_rules(tmp_path):
+    """IN's bytes copied to OUT (convert with nothing to change): the content, a plain file's mode, a
+    symbolic link's target replaced and the link kept, no temporary file left, devices written in place."""
+    import os
+
+    from lcconvert import files
+
+    src = tmp_path / "in.bin"
+    src.write_bytes(bytes(range(256)) * 4099)
+    out = tmp_path / "out.bin"
+    assert files.copy_atomic(str(out), str(src)) == src.stat().st_size
+    assert out.read_bytes() == src.read_bytes()
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    target, link = tmp_path / "target.bin", tmp_path / "link.bin"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    files.copy_atomic(str(link), str(src))
+    assert link.is_symlink() and target.read_bytes() == src.read_bytes()
+    assert files.copy_atomic(os.devnull, str(src)) == src.stat().st_size
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lcconvert-")]
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
