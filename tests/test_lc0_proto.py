@@ -238,3 +238,34 @@ def test_output_permissions_are_those_of_a_plain_file(tmp_path, run_cli):
         assert out.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(umask)
+
+
+def test_writer_splices_layer_bytes_into_the_serialized_message():
+    """The writer serializes the message with placeholders and splices each layer's bytes in on the wire:
+    the result is what protobuf itself serializes, for a network read from a file (byte-identical to the
+    file's payload), a changed one, and one with unknown fields around the layers."""
+    from pathlib import Path
+
+    from lcconvert import io as lio
+    from lcconvert._proto import net_pb2
+    from lcconvert.codecs import Encoding
+    from lcconvert.formats import lc0_proto
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "example-4x32-se.pb.gz"
+
+    for path in (MAIA, example):
+        net = lio.load(str(path))
+        assert lc0_proto.write(net) == gzip.decompress(path.read_bytes())
+        f16 = lc0_proto.write(net, Encoding.FLOAT16)
+        msg = net_pb2.Net()
+        msg.ParseFromString(f16)
+        assert msg.SerializeToString() == f16  # protobuf's own serialization of the same message
+        assert lc0_proto.read(f16).input.weights.encoding is Encoding.FLOAT16
+    # Unknown fields (a field 99 of Weights, a field 77 inside a Layer) stay where protobuf puts them.
+    msg = net_pb2.Net()
+    msg.ParseFromString(gzip.decompress(example.read_bytes()))
+    layer = msg.weights.input.weights.SerializeToString() + b"\xe8\x04\x07"  # field 77, varint 7
+    msg.weights.input.weights.ParseFromString(layer)
+    data = msg.SerializeToString() + b"\xfa\x06\x02hi"  # and a top-level field 111, length-delimited
+    net = lc0_proto.read(data)
+    assert lc0_proto.write(net) == data
