@@ -124,6 +124,25 @@ def test_big_streams_inflate_with_isal_and_the_same_checks(monkeypatch):
         gz.gunzip(packed, "<big>", limit=len(data))
 
 
+@pytest.mark.slow
+def test_zlib_ng_where_isal_would_miss_one_percent(monkeypatch):
+    """Where ISA-L's estimated excess over zlib -9 passes ISAL_MAX_EXCESS, zlib-ng writes the payload: one
+    gzip member, the same bytes back, within 1% of zlib -9."""
+    pytest.importorskip("zlib_ng")
+    data = _payload(gz.ISAL_MIN_BYTES + 3 * gz.ISAL_BLOCK + 12345)
+    monkeypatch.setattr(gz, "isal_excess", lambda _d: 1.02)
+    assert gz.codec_for(data) == "zlib-ng"
+    monkeypatch.setattr(gz, "isal_excess", lambda _d: 1.001)
+    assert gz.codec_for(data) == "isal"
+    monkeypatch.setattr(gz, "_zlib_ng", lambda: None)
+    assert gz.codec_for(data) == "isal"  # zlib-ng not installed: ISA-L
+    monkeypatch.undo()
+    packed = gz.gzip_bytes(data, threads=2, codec="zlib-ng")
+    assert _members(packed) == 1 and gz.gunzip(packed, "<test>") == data
+    assert len(packed) <= 1.01 * len(gzip.compress(data, 9))
+    assert 0.95 < gz.isal_excess(data) < 1.05  # a ratio of two sizes of the same sample
+
+
 def test_small_payloads_and_no_isal_use_zlib(monkeypatch):
     data = _payload(1 << 16)
     assert gz.compressor(len(data)) == "zlib"

@@ -261,7 +261,7 @@ def test_writer_splices_layer_bytes_into_the_serialized_message():
         msg.ParseFromString(f16)
         assert msg.SerializeToString() == f16  # protobuf's own serialization of the same message
         assert lc0_proto.read(f16).input.weights.encoding is Encoding.FLOAT16
-    # Unknown fields (a field 99 of Weights, a field 77 inside a Layer) stay where protobuf puts them.
+    # Unknown fields (a field 77 inside a Layer, a top-level field 111) stay where protobuf puts them.
     msg = net_pb2.Net()
     msg.ParseFromString(gzip.decompress(example.read_bytes()))
     layer = msg.weights.input.weights.SerializeToString() + b"\xe8\x04\x07"  # field 77, varint 7
