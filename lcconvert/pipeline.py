@@ -24,8 +24,10 @@ The stages, in order:
      input network); a failure raises `VerificationFailed` (exit 1) carrying both
      reports, and nothing is written;
   7. compress (gzip level by format) or, when the payload is IN's own (the
-     transform changed nothing, or the serialized bytes have IN's digest) and OUT
-     has IN's form, copy IN's bytes — no inflate-deflate round trip; write atomically.
+     transform changed nothing; for protobuf the message the writer would build
+     equals IN's, then nothing is serialized; for text the serialized bytes have
+     IN's digest) and OUT has IN's form, copy IN's file in the kernel — no
+     inflate-deflate round trip; write atomically.
 
 Transforms and checks are plain callables so that this module knows no fold math
 and no verification rule; the caller names what a failed check means.
