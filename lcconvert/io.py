@@ -57,7 +57,8 @@ def _parse_loaded(data: bytes, path: str, strict: bool) -> Network:
     """The network in uncompressed `data`, by content: an Lc0 protobuf or text weights."""
     kind = detect.sniff(data)
     if kind == PB:
-        net = lc0_proto.read(data, path, strict=strict)
+        # The tensors share the inflated payload (no copy, no parser arena holding it a second time).
+        net = lc0_proto.read(data, path, strict=strict, share=True)
     elif kind == TEXT:
         from lcconvert.formats import text
 
@@ -169,9 +170,10 @@ def _as_written(net: Network, encoding: Encoding | None) -> tuple[Network, list[
 
 
 def parse(data: bytes, kind: str, path: str) -> Network:
-    """A network from uncompressed bytes already known to be `kind` (the pipeline's re-read)."""
+    """A network from uncompressed bytes already known to be `kind` (the pipeline's re-read); a
+    protobuf network's tensors share `data` (lc0_proto.read's `share`), which must not change."""
     if kind == PB:
-        return lc0_proto.read(data, path)
+        return lc0_proto.read(data, path, share=True)
     from lcconvert.formats import text
 
     return text.read(data, path)

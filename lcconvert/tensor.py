@@ -48,6 +48,21 @@ class Tensor:
             self._values = v
         self.layer_meta = layer_meta or {}
 
+    def __getstate__(self):
+        """Slots as a dict, the stored bytes as bytes: a tensor read from a file holds a read-only view of
+        the file's payload (lc0_proto.read, `share`), which pickle cannot carry (Dask ships networks)."""
+        state = {name: getattr(self, name) for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ())
+                 if hasattr(self, name)}
+        if isinstance(state.get("raw"), memoryview):
+            state["raw"] = state["raw"].tobytes()
+            meta = state["layer_meta"] = dict(state["layer_meta"])
+            meta["read_params"] = state["raw"]
+        return state
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+
     # -- construction -------------------------------------------------------
     @classmethod
     def from_values(cls, values, encoding: Encoding = Encoding.FLOAT32) -> "Tensor":

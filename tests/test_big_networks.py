@@ -203,18 +203,24 @@ def test_cli_quiet_and_no_bars_when_not_a_terminal(tmp_path, run_cli):
 
 
 def test_a_read_network_holds_its_payload_once():
-    """The parsed message kept as the writer's template holds no layer bytes (the tensors hold them), and a
-    tensor whose bytes changed is seen as a change by the message comparison."""
+    """The parsed message kept as the writer's template holds no layer bytes, the tensors hold views of the
+    one inflated payload (no copies), and a tensor whose bytes changed is seen as a change by the message
+    comparison."""
     net = io.load(str(MAIA))
     assert net.pb_template.weights.input.weights.params == b""
-    assert len(net.input.weights.raw) == 2 * net.input.weights.size
+    w = net.input.weights
+    assert len(w.raw) == 2 * w.size and isinstance(w.raw, memoryview)
+    assert w.raw.obj is net.residual[0].conv1.weights.raw.obj  # one buffer under every layer
     data, _ = io.serialize(net, io.PB)
     assert data == gzip.decompress(MAIA.read_bytes())  # the writer puts every layer's bytes back
     changed = net.copy()
     w = net.input.weights
     changed.input = net.input.replace(weights=w.__class__(w.encoding, bytes(w.raw), w.min_val, w.max_val,
                                                           layer_meta=dict(w.layer_meta)))
-    assert not io.rewrites_input(changed, io.PB)  # equal bytes in a new object: compared, not assumed
+    # Equal bytes in a new object count as a change (the writer knows bytes by identity): serialized, they
+    # are the input's payload again.
+    assert io.rewrites_input(changed, io.PB)
+    assert io.serialize(changed, io.PB)[0] == data
     flipped = bytearray(w.raw)
     flipped[0] ^= 1
     changed.input = net.input.replace(weights=w.__class__(w.encoding, bytes(flipped), w.min_val, w.max_val,

@@ -8,6 +8,7 @@ serializes to the very bytes it was read from.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -35,6 +36,7 @@ MAGIC = 0x1C0
 MAGIC_PREFIX = b"\x0d\xc0\x01\x00\x00"
 LAYER_ENCODING_FIELD = 4  # Weights.Layer.encoding
 LAYER_TYPE = "pblczero.Weights.Layer"
+LAYER_PARAMS = net_pb2.Weights.Layer.DESCRIPTOR.fields_by_name["params"].number
 
 # Network ConvBlock attribute -> protobuf ConvBlock field.
 CONV_FIELDS = {
@@ -156,13 +158,15 @@ def license_text(msg) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def _tensor(layer, where: str, path: str, keep_params: bool = False) -> Tensor:
+def _tensor(layer, where: str, path: str, keep_params: bool = False, lifted: dict | None = None) -> Tensor:
     encoding_value = layer.encoding if layer.HasField("encoding") else _unknown_encoding(layer) or 0
     try:
         encoding = Encoding(encoding_value) if encoding_value else Encoding.LINEAR16
     except ValueError:
         raise FormatError(path, f"{where}: unknown layer encoding {encoding_value}") from None
     raw = layer.params
+    if lifted is not None:
+        raw = lifted.get(raw, raw)  # the layer's bytes where `_lift` left a placeholder
     if len(raw) % encoding.bytes_per_value:
         raise FormatError(path, f"{where}: {len(raw)} bytes is not a whole number of {encoding.name} values")
     meta = {"explicit_encoding": layer.HasField("encoding")}
@@ -183,11 +187,11 @@ def _tensor(layer, where: str, path: str, keep_params: bool = False) -> Tensor:
     return Tensor(encoding, raw, min_val, max_val, layer_meta=meta)
 
 
-def _conv_block(msg, where: str, path: str, keep_params: bool = False) -> ConvBlock:
+def _conv_block(msg, where: str, path: str, keep_params: bool = False, lifted: dict | None = None) -> ConvBlock:
     block = ConvBlock()
     for attr, pb_name in CONV_FIELDS.items():
         if msg.HasField(pb_name):
-            setattr(block, attr, _tensor(getattr(msg, pb_name), f"{where}.{attr}", path, keep_params))
+            setattr(block, attr, _tensor(getattr(msg, pb_name), f"{where}.{attr}", path, keep_params, lifted))
     return block
 
 
@@ -204,11 +208,12 @@ def _family(net: Network, path: str) -> Family:
     raise NetworkError(path, f"input.weights: {w.size} values is not 3×3×{c} filters over 112 (chess) or 18 (Go) planes")
 
 
-def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
+def read(data: bytes, path: str = "<memory>", strict: bool = True, share: bool = False) -> Network:
     """Parse an uncompressed Lc0 protobuf network.
 
     strict: raise NetworkError on inconsistent shapes (convert/fold); `verify`
-    reads with strict=False to list every problem instead.
+    reads with strict=False to list every problem instead. share: the tensors' bytes are
+    read-only views of `data`, which they keep alive (`_lift`): no copy of the payload.
     """
     if not data:
         raise FormatError(path, "empty file")
@@ -218,9 +223,17 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
     if twice is not None:
         raise FormatError(path, f"the payload sets `{twice}` twice: two networks run together (concatenated "
                                 "files?), which protobuf would silently merge into one")
+    lifted, parse = None, data
+    if share:
+        holder = _Placeholders()
+        try:
+            parse = _lift(data, holder)
+            lifted = holder.raw
+        except (ValueError, IndexError):  # malformed: the parser below says how, in its own words
+            lifted, parse = None, data
     msg = net_pb2.Net()
     try:
-        msg.ParseFromString(data)
+        msg.ParseFromString(parse)
     except (DecodeError, RuntimeError, ValueError) as e:
         raise FormatError(path, f"corrupt or truncated Lc0 protobuf ({e})") from None
     if msg.magic != MAGIC:
@@ -250,6 +263,11 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
         or any(_has(w, f) for f in ATTENTION_FIELDS)
     )
     opaque = fmt.network_kind == 5 or msg.HasField("onnx_model")
+    if opaque and lifted is not None:  # kept whole (below): with its layers' own bytes, not placeholders
+        msg = net_pb2.Net()
+        msg.ParseFromString(data)
+        w, lifted = msg.weights, None
+        net.pb_template = msg
     if net.attention_body and opaque:
         # ONNX: kept whole in pb_template (its writer puts back no layer); lcconvert neither evaluates nor
         # folds it.
@@ -257,23 +275,23 @@ def read(data: bytes, path: str = "<memory>", strict: bool = True) -> Network:
             net.input = _conv_block(w.input, "input", path, keep_params=True)
         return net
     if net.attention_body:
-        net.attention = _attention(w, path)
+        net.attention = _attention(w, path, lifted)
     if not msg.HasField("weights"):
         raise NetworkError(path, "no weights in the file")
-    net.input = _conv_block(w.input, "input", path)
+    net.input = _conv_block(w.input, "input", path, lifted=lifted)
     for i, r in enumerate(w.residual):
-        res = Residual(_conv_block(r.conv1, f"residual.{i}.conv1", path),
-                       _conv_block(r.conv2, f"residual.{i}.conv2", path))
+        res = Residual(_conv_block(r.conv1, f"residual.{i}.conv1", path, lifted=lifted),
+                       _conv_block(r.conv2, f"residual.{i}.conv2", path, lifted=lifted))
         if r.HasField("se"):
-            res.se = SEUnit(**{f: _tensor(getattr(r.se, f), f"residual.{i}.se.{f}", path)
+            res.se = SEUnit(**{f: _tensor(getattr(r.se, f), f"residual.{i}.se.{f}", path, lifted=lifted)
                                for f in SEUnit.FIELDS if r.se.HasField(f)})
         net.residual.append(res)
     for slot in HEAD_CONV_SLOTS:
         if w.HasField(slot):
-            setattr(net, slot, _conv_block(getattr(w, slot), slot, path))
+            setattr(net, slot, _conv_block(getattr(w, slot), slot, path, lifted=lifted))
     for fc in FC_SLOTS:
         if w.HasField(fc):
-            setattr(net, fc, _tensor(getattr(w, fc), fc, path))
+            setattr(net, fc, _tensor(getattr(w, fc), fc, path, lifted=lifted))
     net.family = _family(net, path) if net.attention is None or net.input.present else Family.CHESS
     if strict:
         shapes.check(net)
@@ -290,7 +308,7 @@ def _compacted(msg) -> object:
     return out
 
 
-def _attention(w, path: str) -> AttentionWeights:
+def _attention(w, path: str, lifted: dict | None = None) -> AttentionWeights:
     """Every Layer under the attention-era Weights fields, by dotted path (see attention.py)."""
     tensors: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
@@ -305,7 +323,7 @@ def _attention(w, path: str) -> AttentionWeights:
                 if isinstance(value, int) and not isinstance(value, bool):
                     counts[name] = value
             elif fd.message_type.full_name == LAYER_TYPE:
-                tensors[name] = _tensor(value, name, path)
+                tensors[name] = _tensor(value, name, path, lifted=lifted)
             elif fd.is_repeated:
                 for i, item in enumerate(value):
                     messages.add(f"{name}.{i}")
@@ -393,10 +411,13 @@ class _Placeholders:
         self.prefix = os.urandom(12)
         self.raw: dict[bytes, bytes] = {}
 
-    def put(self, layer, _tensor, raw: bytes) -> None:
+    def token(self, raw) -> bytes:
         token = self.prefix + len(self.raw).to_bytes(4, "little")
         self.raw[token] = raw
-        layer.params = token
+        return token
+
+    def put(self, layer, _tensor, raw: bytes) -> None:
+        layer.params = self.token(raw)
 
 
 def _varint_bytes(n: int) -> bytes:
@@ -442,6 +463,73 @@ def _splice(msg: bytes, holder: _Placeholders, parts: list) -> None:
         elif kind not in (3, 4):  # 3 and 4 open and close a group (an old unknown field): no payload
             raise ValueError(f"wire type {kind} at byte {field_start}: not protobuf")
     parts.append(msg[start:end])
+
+
+def _lift(data: bytes, holder: _Placeholders) -> bytes:
+    """`data` (a serialized Net) with every Layer's params replaced by a placeholder, whose bytes
+    `holder` maps to a read-only view of `data`: the reverse of `_splice`. protobuf then parses a
+    message of kilobytes, and the tensors share `data` instead of each holding a copy — the re-read of
+    a 0.4 GB payload no longer holds it three times (the bytes, the parser's arena, the copies).
+    ValueError or IndexError on a malformed wire format (the caller lets the parser report it)."""
+    parts: list = []
+    _lift_into(memoryview(data), 0, len(data), net_pb2.Net.DESCRIPTOR, holder, parts)
+    return b"".join(parts)
+
+
+def _lift_into(buf: memoryview, pos: int, end: int, desc, holder: _Placeholders, parts: list) -> None:
+    start, is_layer = pos, desc.full_name == LAYER_TYPE
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            _, pos = _varint(buf, pos)
+        elif kind == 1:
+            pos += 8
+        elif kind == 5:
+            pos += 4
+        elif kind == 2:
+            length_at = pos
+            size, value_at = _varint(buf, pos)
+            pos = value_at + size
+            if pos > end:
+                raise ValueError("a length-delimited field runs past its message")
+            field = desc.fields_by_number.get(number)
+            if is_layer and number == LAYER_PARAMS:
+                token = holder.token(buf[value_at:pos])
+                parts += [buf[start:length_at], _varint_bytes(len(token)), token]
+                start = pos
+            elif field is not None and field.message_type is not None \
+                    and (field.message_type.full_name == LAYER_TYPE or field.message_type.full_name in _holding_layers()):
+                inner: list = []
+                _lift_into(buf, value_at, pos, field.message_type, holder, inner)
+                parts += [buf[start:length_at], _varint_bytes(sum(len(x) for x in inner))] + inner
+                start = pos
+        elif kind not in (3, 4):
+            raise ValueError(f"wire type {kind}")
+        if pos > end:
+            raise ValueError("a field runs past its message")
+    parts.append(buf[start:end])
+
+
+@functools.cache
+def _holding_layers() -> frozenset:
+    """Full names of the message types that hold a Layer, directly or further down."""
+    holding: set[str] = set()
+
+    def visit(desc, path: tuple) -> bool:
+        found = False
+        for field in desc.fields:
+            t = field.message_type
+            if t is None or t.full_name in path:
+                continue
+            if t.full_name == LAYER_TYPE or t.full_name in holding or visit(t, path + (t.full_name,)):
+                found = True
+        if found:
+            holding.add(desc.full_name)
+        return found
+
+    visit(net_pb2.Net.DESCRIPTOR, (net_pb2.Net.DESCRIPTOR.full_name,))
+    return frozenset(holding)
 
 
 def same_message(net: Network, encoding: Encoding | None = None) -> bool:
