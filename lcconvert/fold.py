@@ -420,8 +420,9 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
         exact = cache.rows64 * sol.k[:, None]
         enc = encoding or block.weights.encoding
         if rows is not None:
+            gram = cache.input_means.get(cache.name + ":gram") if cache.input_means is not None else None
             weights = quantfold.encode_rows(exact.astype(np.float32), rows[0], rows[1], sol.k == 0, rows[2],
-                                            keep_grid=rows[3])
+                                            keep_grid=rows[3], gram=gram, feedback=sol.k != 1)
             # Re-solve for what was stored: each channel's k is the stored row's least-squares slope on
             # W_c, so the rounding's component along W_c (a scale error of the channel) goes into t.
             stored_w = weights.values.reshape(exact.shape).astype(np.float64)
@@ -599,6 +600,8 @@ class _InputMeans:
         x = np.asarray(random_planes(net, CALIBRATION_POSITIONS, CALIBRATION_SEED), dtype=np.float64)
         x = x.reshape(x.shape[0], net.input_planes, b, b).transpose(0, 2, 3, 1)  # [N, rows, cols, planes]
         record["input"], record["input:sq"] = x.mean(axis=0), (x**2).mean(axis=0)
+        k = int(round((net.input.weights.size // (net.filters * net.input_planes)) ** 0.5))
+        record["input:gram"] = quantfold.input_gram(x.transpose(0, 3, 1, 2), k)
         if net.format.activation != ACTIVATION_RELU:
             return record
         phi = np.vectorize(lambda u: 0.5 * (1.0 + erf(u / np.sqrt(2.0))))

@@ -94,13 +94,16 @@ def layer_range(t: Tensor) -> tuple[float, float]:
 
 
 def encode_rows(rows: np.ndarray, lo: float, hi: float, zero_rows: np.ndarray, exact_zeros: bool,
-                keep_grid: bool = False) -> Tensor:
+                keep_grid: bool = False, gram: np.ndarray | None = None,
+                feedback: np.ndarray | None = None) -> Tensor:
     """LINEAR16 of `rows` [C, n] (float32 values inside [lo, hi]) written with the range [lo, hi].
 
     exact_zeros: rows in `zero_rows` decode to exactly 0.0 — the range's max is nudged (by at most
     ZERO_SEARCH_ULPS ulps) until the grid holds an exact 0; fallback: the nearest grid point to 0.
     keep_grid: nudge by no more than a twentieth of a step, so rows re-encoded unchanged (k = 1) stay
     within 5% of a step of their old values. Values outside [lo, hi] are clipped (callers keep them inside).
+    gram: the inputs' second moment (input_gram): the rows in `feedback` (default: all) are rounded
+    against it (round_rows), the others plainly.
     """
     lo32, hi32 = np.float32(lo), np.float32(hi)
     zq = None
@@ -114,6 +117,10 @@ def encode_rows(rows: np.ndarray, lo: float, hi: float, zero_rows: np.ndarray, e
             lo32, hi32, zq = found
     x = np.ascontiguousarray(rows, dtype=np.float32)
     q = _quantize(x.ravel(), lo32, hi32).reshape(x.shape)
+    if gram is not None:
+        sel = np.ones(x.shape[0], bool) if feedback is None else feedback & ~zero_rows
+        if sel.any():
+            q[sel] = round_rows(x[sel], lo32, hi32, gram)
     if zq is not None:
         q[zero_rows] = zq
     return Tensor(Encoding.LINEAR16, q.tobytes(), float(lo32), float(hi32))
@@ -248,3 +255,62 @@ def split_offset(target: np.ndarray, bulk: np.ndarray, encode) -> tuple[Tensor, 
     means = encode(bulk.astype(np.float32), "means")
     biases = encode((target + means.values.astype(np.float64)).astype(np.float32), "biases")
     return biases, means
+
+
+# -- rounding a row against its inputs -----------------------------------------------------
+
+# Ridge added to the inputs' second-moment matrix before `round_rows` inverts it, as a fraction of its
+# mean diagonal: the matrix comes from a few dozen positions (rank-deficient in the planes that are
+# constant over the board), and the ridge keeps the error feedback from leaning on directions those
+# positions happen not to excite.
+GRAM_RIDGE = 0.01
+
+
+def receptive_fields(planes: np.ndarray, k: int) -> np.ndarray:
+    """[N·rows·cols, C·k·k] float64: each square's zero-padded k×k receptive field of `planes`
+    [N, C, rows, cols], in the weights' row order [in][kh][kw]."""
+    n, c, rows, cols = planes.shape
+    pad = k // 2
+    p = np.pad(planes.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    taps = np.stack([p[:, :, dy:dy + rows, dx:dx + cols] for dy in range(k) for dx in range(k)], axis=2)
+    return taps.transpose(0, 3, 4, 1, 2).reshape(n * rows * cols, c * k * k)
+
+
+def input_gram(planes: np.ndarray, k: int) -> np.ndarray:
+    """E[x xᵀ] over squares and positions of a block's receptive field x (see receptive_fields)."""
+    x = receptive_fields(planes, k)
+    return x.T @ x / x.shape[0]
+
+
+def round_rows(rows: np.ndarray, lo: np.float32, hi: np.float32, gram: np.ndarray) -> np.ndarray:
+    """uint16 LINEAR16 codes of `rows` [R, n] on the grid [lo, hi], each row's rounding errors fed back
+    into its not-yet-rounded entries so that the conv output's error e·x is small for the inputs whose
+    second moment is `gram` (E[e·x]² = e G eᵀ), not each entry's error alone.
+
+    The rounding is sequential over the entries, in order of decreasing E[x_i²]: entry j is rounded to
+    its nearest grid value and its error, weighted by the inverse of G (through the upper Cholesky
+    factor U of G⁻¹: Δw_{j+1:} = −err_j/U_jj · U_{j,j+1:}), is taken up by the entries still unrounded —
+    the optimal brain surgeon step, as GPTQ applies it to quantizing networks. With G = I it is plain
+    rounding. Why it matters here: a board-constant input plane (the rule-50 count, up to ~100; the
+    all-ones plane) sees the *sum* of its nine taps, so nine independent roundings in the same direction
+    (weights that share a value round alike) add up on every square.
+    """
+    r, n = rows.shape
+    if r == 0 or hi == lo:
+        return _quantize(rows.ravel().astype(np.float32), lo, hi).reshape(rows.shape)
+    g = gram.astype(np.float64)
+    order = np.argsort(-np.diag(g), kind="stable")
+    g = g[np.ix_(order, order)] + GRAM_RIDGE * float(np.mean(np.diag(g))) * np.eye(n)
+    u = np.linalg.cholesky(np.linalg.inv(g)).T  # upper: G⁻¹ = Uᵀ U
+    step = (float(hi) - float(lo)) / LINEAR16_STEPS
+    w = rows[:, order].astype(np.float64)
+    q = np.empty((r, n), dtype=np.int64)
+    for j in range(n):
+        qj = np.clip(np.rint((w[:, j] - float(lo)) / step), 0, LINEAR16_STEPS)
+        # compare in the decoder's float32 arithmetic, so the error fed back is what is stored
+        err = (w[:, j] - _decode_one(qj.astype(np.int64), lo, hi).astype(np.float64)) / u[j, j]
+        q[:, j] = qj
+        w[:, j + 1:] -= err[:, None] * u[j, j + 1:][None, :]
+    out = np.empty_like(q)
+    out[:, order] = q
+    return out.astype("<u2")
