@@ -352,8 +352,9 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     zero = sol.k == 0
     if zero.any() and not zero.all():
-        # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing.
-        sol.var = np.where(zero, np.min(sol.var[~zero]), sol.var)
+        # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing,
+        # and the largest divides what its row leaks when no exact 0 is on the grid by the most.
+        sol.var = np.where(zero, np.max(sol.var[~zero]), sol.var)
         sol.bias, sol.mean = offsets(stats, sol.k, np.sqrt(sol.var + eps_e), beta_into)
     out = []
     for exact_zeros in ((True, False) if zero.any() else (False,)):

@@ -118,7 +118,9 @@ def encode_rows(rows: np.ndarray, lo: float, hi: float, zero_rows: np.ndarray, e
     x = np.ascontiguousarray(rows, dtype=np.float32)
     q = _quantize(x.ravel(), lo32, hi32).reshape(x.shape)
     if gram is not None:
-        sel = np.ones(x.shape[0], bool) if feedback is None else feedback & ~zero_rows
+        sel = np.ones(x.shape[0], bool) if feedback is None else feedback.copy()
+        if zq is not None:
+            sel &= ~zero_rows  # written as exact zeros below
         if sel.any():
             q[sel] = round_rows(x[sel], lo32, hi32, gram)
     if zq is not None:
