@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert import progress, quantfold, versions
+from lcconvert import codecs, progress, quantfold, versions
 from lcconvert.codecs import LINEAR16_STEPS, Encoding, check_encodable
 from lcconvert.constants import ENGINE_EPSILON
 from lcconvert.errors import NetworkError, UnsupportedError
@@ -346,9 +346,12 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
         cap = cap * widen
         on_grid = False
     spread = cache.spread()
+    g_bound = 0.0
+    if block.gammas is not None and block.gammas.encoding is Encoding.LINEAR16:
+        g_bound = float(codecs.rounding_bound(block.gammas.values, Encoding.LINEAR16))
     k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
                                  (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
-                                 input_var=spread[0] if spread else None)
+                                 input_var=spread[0] if spread else None, zero_below=g_bound)
     sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     zero = sol.k == 0
     if zero.any() and not zero.all():

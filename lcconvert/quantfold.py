@@ -143,7 +143,8 @@ def factor_caps(row_lo: np.ndarray, row_hi: np.ndarray, lo: float, hi: float, si
 
 def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z: np.ndarray,
                    row_norm: np.ndarray, row_size: int, cap: np.ndarray, w_step: float,
-                   engine_epsilon: float, exact_one: bool = True, input_var: float | None = None) -> np.ndarray:
+                   engine_epsilon: float, exact_one: bool = True, input_var: float | None = None,
+                   zero_below: float = 0.0) -> np.ndarray:
     """Per-channel weight factors k (module docstring): k = 0 where γ = 0, else sign(γ)·a·t, t chosen
     per channel once the variance layer's two ends T_lo ≤ T_hi are chosen (σ'² = t² − ε).
 
@@ -156,6 +157,11 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
     variance moves t by at most step/(4t), a scale error a·σ_z·step/(4t²). The (T_lo, T_hi) with the
     smallest RMS of the modelled channel errors wins. Means and biases are exact to ~1e-5 of a step
     (split_offset).
+
+    zero_below: a channel with |γ| ≤ zero_below (the γ layer's own rounding bound: a LINEAR16 write of
+    the original may store 0 there) may also be zeroed (k = 0), at the error |γ|·σ_z/s of a constant
+    output, when that is the smallest option. Without it a γ of 1e-45 (a LINEAR16 "zero" decoded) asks
+    for σ'² = s²/γ² ≈ 1e90, which no float32 holds.
     """
     a = np.abs(gamma) / s
     live = a > 0
@@ -174,6 +180,7 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
             rms_z[live], row_norm[live], out=np.zeros(a_l.size), where=row_norm[live] > 0)
     one_noise = 0.0 if exact_one else 1.0
     scale_unit = a_l * sigma_z[live] / (4.0 * LINEAR16_STEPS)
+    e_zero = np.where(np.abs(g_l) <= zero_below, a_l * sigma_z[live], np.inf)
     lo_max = float(np.min(t_cap))
     if not lo_max > floor_t:
         lo_max = floor_t * 2  # no channel can reach it: measure() will show the cost
@@ -203,18 +210,19 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
         inside_cap = (t_cap >= t_lo) & (t_cap <= hi_t)
         tc = np.where(np.isfinite(t_cap), t_cap, 1.0)
         e_cap = np.where(inside_cap, np.hypot(noise_unit / tc, scale_unit * spread / tc**2), np.inf)
-        errs = np.stack([e_lo, e_hi, e_one, e_cap])  # [4, nH, C]
+        errs = np.stack([e_lo, e_hi, e_one, e_cap, np.broadcast_to(e_zero, shape)])  # [5, nH, C]
         choice = np.argmin(errs, axis=0)
         # RMS over the channels: their errors reach the outputs together (one constrained channel
         # often sets the worst whatever T_hi is, while the others still gain).
         rms = np.sqrt(np.mean(np.min(errs, axis=0) ** 2, axis=1))
         j = int(np.argmin(rms))
         if rms[j] < best[0]:
-            t_opts = np.stack([np.full(a_l.size, t_lo), np.full(a_l.size, hi_t[j, 0]), t_one, tc])
+            t_opts = np.stack([np.full(a_l.size, t_lo), np.full(a_l.size, hi_t[j, 0]), t_one, tc,
+                               np.zeros(a_l.size)])
             best = (rms[j], (choice[j], t_opts))
     choice, t_opts = best[1] if best[1] is not None else (np.zeros(a_l.size, int), np.stack([np.full(a_l.size, lows[0])] * 4))
     t = t_opts[choice, np.arange(a_l.size)]
-    k[live] = np.where(choice == 2, 1.0, np.sign(g_l) * a_l * t)
+    k[live] = np.where(choice == 2, 1.0, np.sign(g_l) * a_l * t)  # t = 0 for the zero option
     return k
 
 

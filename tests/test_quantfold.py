@@ -108,13 +108,15 @@ def test_per_channel_fold_after_linear16_stays_within_the_rounding_floor(block):
     changed = np.any(new_w.values.reshape(cache.rows.shape) != cache.rows, axis=1)
     step = (new_w.max_val - new_w.min_val) / 65535 if new_w.encoding is Encoding.LINEAR16 else 0.0
     e = cand.errors
-    k_over_t = np.abs(stats.modern(EPS)[0])
     rms_z = np.sqrt(stats.var + (stats.mean - stats.bias) ** 2)
+    t = np.sqrt(cand.block.variances.values.astype(np.float64) + EPS)
+    stored = new_w.values.reshape(cache.rows.shape)
+    # A row that changed leaks step·√(n/12)/‖W_c‖·rms(z)/t in expectation (inputs that favour no direction
+    # of weight space; rms(z) = ‖W_c‖·rms(x)), a zeroed row too unless it is exactly 0.
+    leaks = changed & np.any(stored != 0, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        k_abs = np.abs(np.einsum("ij,ij->i", new_w.values.reshape(cache.rows.shape).astype(np.float64),
-                                 cache.rows64) / cache.norms**2)
-        noise = np.where(changed & (k_abs > 0), step * np.sqrt(n / 12) / (k_abs * cache.norms) * rms_z * k_over_t,
-                         0.0)
+        noise = np.where(leaks & (cache.norms > 0), step * np.sqrt(n / 12) / cache.norms * rms_z / t, 0.0)
+        k_abs = np.abs(np.einsum("ij,ij->i", stored.astype(np.float64), cache.rows64) / cache.norms**2)
     ours = np.sqrt(e.scale**2 + e.offset**2 + np.nan_to_num(noise) ** 2)
     # The floor's expectation: the mean square over 16 seeded draws (one draw is a noisy figure).
     floor = np.sqrt(np.mean([_floor_errors(block, stats, seed) ** 2 for seed in range(16)], axis=0))
