@@ -203,13 +203,21 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
         # the options, [nH, C]
         e_lo = np.broadcast_to(np.where(t_lo <= t_cap, noise_unit / t_lo, np.inf), shape)
         e_hi = np.broadcast_to(np.where(hi_t <= t_cap, noise_unit / hi_t, np.inf), shape)
+        # A variance inside the layer moves by up to half a step, spread/131070: t by up to t − t_low,
+        # t_low = √(max(t² − spread/131070, T_lo²)). The scale error a·σ_z·(t/t_low − 1) (a·σ_z·step/(4t²)
+        # to first order) and the weights' rounding, divided by t_low instead of t — which matters where
+        # half a step is most of t² (a σ'² of 12 rounded to the 2e-8 at the bottom of a layer reaching 4e6).
+        half = spread / (2.0 * LINEAR16_STEPS)
         inside_one = can_one & (t_one >= t_lo) & (t_one <= hi_t)
         at_end = (t_one == t_lo) | (t_one == hi_t)  # stored exactly as the layer's min or max
-        e_one = np.where(inside_one, np.hypot(one_noise * noise_unit / t_one,
-                                              np.where(at_end, 0.0, scale_unit * spread / t_one**2)), np.inf)
+        low_one = np.where(at_end, t_one, np.sqrt(np.maximum(t_one**2 - half, t_lo**2)))
+        e_one = np.where(inside_one, np.hypot(one_noise * noise_unit / low_one,
+                                              scale_unit * LINEAR16_STEPS * 4 * (t_one / low_one - 1)), np.inf)
         inside_cap = (t_cap >= t_lo) & (t_cap <= hi_t)
         tc = np.where(np.isfinite(t_cap), t_cap, 1.0)
-        e_cap = np.where(inside_cap, np.hypot(noise_unit / tc, scale_unit * spread / tc**2), np.inf)
+        low_cap = np.sqrt(np.maximum(tc**2 - half, t_lo**2))
+        e_cap = np.where(inside_cap, np.hypot(noise_unit / low_cap, scale_unit * LINEAR16_STEPS * 4 * (tc / low_cap - 1)),
+                         np.inf)
         errs = np.stack([e_lo, e_hi, e_one, e_cap, np.broadcast_to(e_zero, shape)])  # [5, nH, C]
         choice = np.argmin(errs, axis=0)
         # RMS over the channels: their errors reach the outputs together (one constrained channel
