@@ -115,6 +115,7 @@ class Solution:
     bias: np.ndarray
     mean: np.ndarray
     var: np.ndarray
+    fixed: np.ndarray | None = None  # channels whose k must not be refitted (variances put on their grid)
 
 
 def split_factors(stats: BlockStats, row_range: tuple[np.ndarray, np.ndarray] | None, exponent: float,
@@ -349,15 +350,27 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     g_bound = 0.0
     if block.gammas is not None and block.gammas.encoding is Encoding.LINEAR16:
         g_bound = float(codecs.rounding_bound(block.gammas.values, Encoding.LINEAR16))
-    k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
-                                 (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
-                                 input_var=spread[0] if spread else None, zero_below=g_bound)
+    k, free = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
+                                       (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
+                                       input_var=spread[0] if spread else None, zero_below=g_bound,
+                                       with_free=True)
     sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     zero = sol.k == 0
     if zero.any() and not zero.all():
         # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing,
         # and the largest divides what its row leaks when no exact 0 is on the grid by the most.
         sol.var = np.where(zero, np.max(sol.var[~zero]), sol.var)
+    # Variances strictly inside the layer, of channels whose weights are re-rounded anyway: put on the
+    # layer's grid (quantfold.snap_down) and k taken from them, so no scale error is left.
+    live_var = sol.var[~zero] if (~zero).any() else sol.var
+    lo_v, hi_v = float(np.min(live_var)), float(np.max(live_var))
+    snap = free & (sol.var > lo_v) & (sol.var < hi_v)
+    if snap.any():
+        sol.var = quantfold.snap_down(sol.var, snap)
+        t = np.sqrt(sol.var + eps_e)
+        sol.k = np.where(snap, np.sign(stats.gamma) * np.abs(stats.gamma) / s * t, sol.k)
+        sol.fixed = snap
+    if zero.any() or snap.any():
         sol.bias, sol.mean = offsets(stats, sol.k, np.sqrt(sol.var + eps_e), beta_into)
     out = []
     for exact_zeros in ((True, False) if zero.any() else (False,)):
@@ -378,6 +391,8 @@ def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weight
     lo, hi = float(sol.var[sol.k != 0].min(initial=np.inf)), float(sol.var[sol.k != 0].max(initial=-np.inf))
     tol = 1e-9 * (abs(hi - lo) + abs(hi))
     inside = live & (np.abs(sol.var - lo) > tol) & (np.abs(sol.var - hi) > tol)
+    if sol.fixed is not None:
+        inside &= ~sol.fixed
     k = sol.k.copy()
     slope = np.einsum("ij,ij->i", stored, w)  # every row at once: cheaper than copying the inside rows
     k[inside] = slope[inside] / norm2[inside]

@@ -144,7 +144,7 @@ def factor_caps(row_lo: np.ndarray, row_hi: np.ndarray, lo: float, hi: float, si
 def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z: np.ndarray,
                    row_norm: np.ndarray, row_size: int, cap: np.ndarray, w_step: float,
                    engine_epsilon: float, exact_one: bool = True, input_var: float | None = None,
-                   zero_below: float = 0.0) -> np.ndarray:
+                   zero_below: float = 0.0, with_free: bool = False):
     """Per-channel weight factors k (module docstring): k = 0 where γ = 0, else sign(γ)·a·t, t chosen
     per channel once the variance layer's two ends T_lo ≤ T_hi are chosen (σ'² = t² − ε).
 
@@ -162,12 +162,17 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
     the original may store 0 there) may also be zeroed (k = 0), at the error |γ|·σ_z/s of a constant
     output, when that is the smallest option. Without it a γ of 1e-45 (a LINEAR16 "zero" decoded) asks
     for σ'² = s²/γ² ≈ 1e90, which no float32 holds.
+
+    with_free: return (k, free) where `free` marks the channels given the in-between option t_cap,
+    whose variance the caller puts on the layer's grid (snap_down) — the model counts no scale error
+    for them.
     """
     a = np.abs(gamma) / s
     live = a > 0
     k = np.zeros(gamma.size)
+    free = np.zeros(gamma.size, bool)
     if not live.any():
-        return k
+        return (k, free) if with_free else k
     a_l, cap_l, g_l = a[live], cap[live], gamma[live]
     floor_t = np.sqrt(engine_epsilon) * (1 + 1e-6)  # σ'² = t² − ε must stay > 0
     t_one = 1.0 / a_l  # k = 1 (γ > 0 only)
@@ -215,9 +220,10 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
                                               scale_unit * LINEAR16_STEPS * 4 * (t_one / low_one - 1)), np.inf)
         inside_cap = (t_cap >= t_lo) & (t_cap <= hi_t)
         tc = np.where(np.isfinite(t_cap), t_cap, 1.0)
-        low_cap = np.sqrt(np.maximum(tc**2 - half, t_lo**2))
-        e_cap = np.where(inside_cap, np.hypot(noise_unit / low_cap, scale_unit * LINEAR16_STEPS * 4 * (tc / low_cap - 1)),
-                         np.inf)
+        # A re-rounded channel's variance is put on the layer's grid, at most a step below t_cap², and its
+        # k follows (fold._per_channel, snap_down): no scale error, its weights' rounding divided by t_low.
+        low_cap = np.sqrt(np.maximum(tc**2 - 2 * half, t_lo**2))
+        e_cap = np.where(inside_cap, noise_unit / low_cap, np.inf)
         errs = np.stack([e_lo, e_hi, e_one, e_cap, np.broadcast_to(e_zero, shape)])  # [5, nH, C]
         choice = np.argmin(errs, axis=0)
         # RMS over the channels: their errors reach the outputs together (one constrained channel
@@ -231,7 +237,8 @@ def choose_factors(gamma: np.ndarray, s: np.ndarray, sigma_z: np.ndarray, rms_z:
     choice, t_opts = best[1] if best[1] is not None else (np.zeros(a_l.size, int), np.stack([np.full(a_l.size, lows[0])] * 4))
     t = t_opts[choice, np.arange(a_l.size)]
     k[live] = np.where(choice == 2, 1.0, np.sign(g_l) * a_l * t)  # t = 0 for the zero option
-    return k
+    free[live] = choice == 3
+    return (k, free) if with_free else k
 
 
 def _taps(per_square: np.ndarray, k: int) -> np.ndarray:
@@ -332,3 +339,31 @@ def round_rows(rows: np.ndarray, lo: np.float32, hi: np.float32, gram: np.ndarra
     out = np.empty_like(q)
     out[:, order] = q
     return out.astype("<u2")
+
+
+def snap_down(values: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """`values` (float64) with the entries in `which` moved down to the nearest value that a LINEAR16
+    layer with the range [min(values), max(values)] stores exactly (codecs.decode's float32
+    arithmetic), so that writing the layer leaves them where they are.
+
+    Why: a channel's variance is free once its weights are re-rounded anyway — k = a·t follows any t —
+    so a variance put on the layer's grid, with k taken from it, carries no scale error at all, where a
+    rounded one carries a·σ_z·δt/t. Down, not to the nearest: the channel's k is at its cap.
+    """
+    out = values.astype(np.float64).copy()
+    if not which.any():
+        return out
+    lo32, hi32 = np.float32(np.min(values)), np.float32(np.max(values))
+    if hi32 == lo32:
+        return out
+    v = out[which]
+    q = np.clip(np.floor((v - float(lo32)) / (float(hi32) - float(lo32)) * LINEAR16_STEPS), 0, LINEAR16_STEPS)
+    q = q.astype(np.int64)
+    for _ in range(2):  # the float32 decode may land one step either side of the float64 estimate
+        d = _decode_one(q, lo32, hi32).astype(np.float64)
+        q = np.where(d > v, np.maximum(q - 1, 0), q)
+    d = _decode_one(q, lo32, hi32).astype(np.float64)
+    up = _decode_one(np.minimum(q + 1, LINEAR16_STEPS), lo32, hi32).astype(np.float64)
+    q = np.where(up <= v, np.minimum(q + 1, LINEAR16_STEPS), q)
+    out[which] = _decode_one(q, lo32, hi32).astype(np.float64)
+    return out
