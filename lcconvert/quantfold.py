@@ -294,6 +294,8 @@ def split_offset(target: np.ndarray, bulk: np.ndarray, encode) -> tuple[Tensor, 
 # constant over the board), and the ridge keeps the error feedback from leaning on directions those
 # positions happen not to excite.
 GRAM_RIDGE = 0.01
+# Entries rounded one by one before the rest of the row is updated by one matrix product (round_rows).
+ROUND_BATCH = 128
 
 
 def receptive_fields(planes: np.ndarray, k: int) -> np.ndarray:
@@ -320,28 +322,40 @@ def round_rows(rows: np.ndarray, lo: np.float32, hi: np.float32, gram: np.ndarra
     The rounding is sequential over the entries, in order of decreasing E[x_i²]: entry j is rounded to
     its nearest grid value and its error, weighted by the inverse of G (through the upper Cholesky
     factor U of G⁻¹: Δw_{j+1:} = −err_j/U_jj · U_{j,j+1:}), is taken up by the entries still unrounded —
-    the optimal brain surgeon step, as GPTQ applies it to quantizing networks. With G = I it is plain
-    rounding. Why it matters here: a board-constant input plane (the rule-50 count, up to ~100; the
-    all-ones plane) sees the *sum* of its nine taps, so nine independent roundings in the same direction
-    (weights that share a value round alike) add up on every square.
+    the optimal brain surgeon step, as GPTQ applies it to quantizing networks, with its lazy batches
+    (the update of the entries beyond a batch of ROUND_BATCH is one matrix product). With G = I it is
+    plain rounding. Entries whose input is never non-zero (E[x_i²] = 0) cannot reach the output: they
+    are rounded plainly. Why it matters here: a board-constant input plane (the rule-50 count, up to
+    ~100; the all-ones plane) sees the *sum* of its nine taps, so nine independent roundings in the
+    same direction (weights that share a value round alike) add up on every square.
     """
     r, n = rows.shape
-    if r == 0 or hi == lo:
-        return _quantize(rows.ravel().astype(np.float32), lo, hi).reshape(rows.shape)
-    g = gram.astype(np.float64)
-    order = np.argsort(-np.diag(g), kind="stable")
-    g = g[np.ix_(order, order)] + GRAM_RIDGE * float(np.mean(np.diag(g))) * np.eye(n)
+    q_plain = _quantize(rows.ravel().astype(np.float32), lo, hi).reshape(rows.shape)
+    diag = np.diag(gram)
+    seen = np.flatnonzero(diag > 0)
+    if r == 0 or hi == lo or seen.size == 0:
+        return q_plain
+    order = seen[np.argsort(-diag[seen], kind="stable")]
+    m = order.size
+    g = gram[np.ix_(order, order)].astype(np.float64) + GRAM_RIDGE * float(np.mean(diag[seen])) * np.eye(m)
     u = np.linalg.cholesky(np.linalg.inv(g)).T  # upper: G⁻¹ = Uᵀ U
     step = (float(hi) - float(lo)) / LINEAR16_STEPS
     w = rows[:, order].astype(np.float64)
-    q = np.empty((r, n), dtype=np.int64)
-    for j in range(n):
-        qj = np.clip(np.rint((w[:, j] - float(lo)) / step), 0, LINEAR16_STEPS)
-        # compare in the decoder's float32 arithmetic, so the error fed back is what is stored
-        err = (w[:, j] - _decode_one(qj.astype(np.int64), lo, hi).astype(np.float64)) / u[j, j]
-        q[:, j] = qj
-        w[:, j + 1:] -= err[:, None] * u[j, j + 1:][None, :]
-    out = np.empty_like(q)
+    q = np.empty((r, m), dtype=np.int64)
+    for b0 in range(0, m, ROUND_BATCH):
+        b1 = min(b0 + ROUND_BATCH, m)
+        block = w[:, b0:b1]  # a view: updated in place
+        errs = np.empty((r, b1 - b0))
+        for j in range(b1 - b0):
+            qj = np.clip(np.rint((block[:, j] - float(lo)) / step), 0, LINEAR16_STEPS).astype(np.int64)
+            # the decoder's float32 arithmetic, so the error fed back is the one stored
+            err = (block[:, j] - _decode_one(qj, lo, hi)) / u[b0 + j, b0 + j]
+            q[:, b0 + j] = qj
+            errs[:, j] = err
+            block[:, j + 1:] -= np.outer(err, u[b0 + j, b0 + j + 1:b1])
+        if b1 < m:
+            w[:, b1:] -= errs @ u[b0:b1, b1:]
+    out = q_plain.astype(np.int64)
     out[:, order] = q
     return out.astype("<u2")
 
