@@ -315,50 +315,66 @@ def input_gram(planes: np.ndarray, k: int) -> np.ndarray:
     return x.T @ x / np.float32(x.shape[0])
 
 
-def round_rows(rows: np.ndarray, lo: np.float32, hi: np.float32, gram: np.ndarray) -> np.ndarray:
-    """uint16 LINEAR16 codes of `rows` [R, n] on the grid [lo, hi], each row's rounding errors fed back
-    into its not-yet-rounded entries so that the conv output's error e·x is small for the inputs whose
-    second moment is `gram` (E[e·x]² = e G eᵀ), not each entry's error alone.
+def _upper_cholesky(h: np.ndarray) -> np.ndarray:
+    """Upper R with h = Rᵀ R, by blocks of ROUND_BATCH: small factorizations and matrix products only.
 
-    The rounding is sequential over the entries, in order of decreasing E[x_i²]: entry j is rounded to
-    its nearest grid value and its error, weighted by the inverse of G (through the upper Cholesky
-    factor U of G⁻¹: Δw_{j+1:} = −err_j/U_jj · U_{j,j+1:}), is taken up by the entries still unrounded —
-    the optimal brain surgeon step, as GPTQ applies it to quantizing networks, with its lazy batches
-    (the update of the entries beyond a batch of ROUND_BATCH is one matrix product). With G = I it is
-    plain rounding. Entries whose input is never non-zero (E[x_i²] = 0) cannot reach the output: they
-    are rounded plainly. Why it matters here: a board-constant input plane (the rule-50 count, up to
-    ~100; the all-ones plane) sees the *sum* of its nine taps, so nine independent roundings in the
-    same direction (weights that share a value round alike) add up on every square.
+    Why not np.linalg.cholesky on the whole matrix: on a shared machine, multithreaded LAPACK stalls on
+    its synchronisation points — measured for a 927 × 927 matrix: 0.02–0.07 s single-threaded, 1.3–1.4 s
+    with two threads on a loaded two-core machine, while a matrix product of that size stays at 0.05 s.
+    Blocks of 128 and below factor single-threaded."""
+    n = h.shape[0]
+    low = np.zeros_like(h)
+    for k0 in range(0, n, ROUND_BATCH):
+        k1 = min(k0 + ROUND_BATCH, n)
+        diag = h[k0:k1, k0:k1] - low[k0:k1, :k0] @ low[k0:k1, :k0].T
+        lkk = np.linalg.cholesky(diag)
+        low[k0:k1, k0:k1] = lkk
+        if k1 < n:
+            below = h[k1:, k0:k1] - low[k1:, :k0] @ low[k0:k1, :k0].T
+            low[k1:, k0:k1] = below @ np.linalg.inv(lkk).T
+    return low.T
+
+
+def round_rows(rows: np.ndarray, lo: np.float32, hi: np.float32, gram: np.ndarray) -> np.ndarray:
+    """uint16 LINEAR16 codes of `rows` [R, n] on the grid [lo, hi], chosen so that the conv output's error
+    e·x is small for the inputs whose second moment is `gram` (E[(e·x)²] = e G eᵀ), not each entry's
+    error alone.
+
+    Babai's nearest-plane rounding (the sequential error feedback GPTQ applies to quantizing networks):
+    with G = Rᵀ R (R upper), e G eᵀ = ‖R e‖², and entry i, taken from the last to the first, is rounded
+    to the grid value nearest w_i + Σ_{k>i} (R_ik/R_ii)·e_k — the errors e_k of the entries already
+    rounded, fed back — so each term of ‖R e‖² is at most R_ii²·(step/2)². Entries are ordered so that
+    the largest E[x_i²] are rounded first; entries whose input is never non-zero cannot reach the output
+    and are rounded plainly; the feedback from whole finished batches of ROUND_BATCH entries is one
+    matrix product. With G = I it is plain rounding. Why it matters here: a board-constant input plane
+    (the rule-50 count, up to ~100; the all-ones plane) sees the *sum* of its nine taps, so nine
+    independent roundings in the same direction (weights that share a value round alike) add up on
+    every square.
     """
     r, n = rows.shape
     q_plain = _quantize(rows.ravel().astype(np.float32), lo, hi).reshape(rows.shape)
-    diag = np.diag(gram)
+    diag = np.diag(gram).astype(np.float64)
     seen = np.flatnonzero(diag > 0)
     if r == 0 or hi == lo or seen.size == 0:
         return q_plain
-    order = seen[np.argsort(-diag[seen], kind="stable")]
+    order = seen[np.argsort(diag[seen], kind="stable")]  # ascending: the last is rounded first
     m = order.size
     g = gram[np.ix_(order, order)].astype(np.float64) + GRAM_RIDGE * float(np.mean(diag[seen])) * np.eye(m)
-    # Upper U with G⁻¹ = Uᵀ U without forming G⁻¹: with J the order reversal and L the lower Cholesky
-    # factor of J G J, G⁻¹ = J L⁻ᵀ L⁻¹ J = (J L⁻¹ J)ᵀ (J L⁻¹ J), and J L⁻¹ J is upper triangular.
-    low = np.linalg.cholesky(g[::-1, ::-1])
-    u = np.linalg.inv(low)[::-1, ::-1]
+    rr = _upper_cholesky(g)
+    coef = rr / np.diag(rr)[:, None]  # row i: R_ik / R_ii
     step = (float(hi) - float(lo)) / LINEAR16_STEPS
     w = rows[:, order].astype(np.float64)
+    e = np.zeros((r, m))
     q = np.empty((r, m), dtype=np.int64)
-    for b0 in range(0, m, ROUND_BATCH):
-        b1 = min(b0 + ROUND_BATCH, m)
-        block = w[:, b0:b1]  # a view: updated in place
-        errs = np.empty((r, b1 - b0))
-        for j in range(b1 - b0):
-            qj = np.clip(np.rint((block[:, j] - float(lo)) / step), 0, LINEAR16_STEPS).astype(np.int64)
+    for b1 in range(m, 0, -ROUND_BATCH):
+        b0 = max(b1 - ROUND_BATCH, 0)
+        c = w[:, b0:b1] + e[:, b1:] @ coef[b0:b1, b1:].T  # feedback of the batches already rounded
+        for i in range(b1 - 1, b0 - 1, -1):
+            ci = c[:, i - b0] + e[:, i + 1:b1] @ coef[i, i + 1:b1]
+            qi = np.clip(np.rint((ci - float(lo)) / step), 0, LINEAR16_STEPS).astype(np.int64)
+            q[:, i] = qi
             # the decoder's float32 arithmetic, so the error fed back is the one stored
-            err = (block[:, j] - _decode_one(qj, lo, hi)) / u[b0 + j, b0 + j]
-            q[:, b0 + j] = qj
-            errs[:, j] = err
-            block[:, j + 1:] -= np.outer(err, u[b0 + j, b0 + j + 1:b1])
-        if b1 < m:
-            w[:, b1:] -= errs @ u[b0:b1, b1:]
+            e[:, i] = w[:, i] - _decode_one(qi, lo, hi)
     out = q_plain.astype(np.int64)
     out[:, order] = q
     return out.astype("<u2")
