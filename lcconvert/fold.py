@@ -57,7 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lcconvert import progress, quantfold, versions
+from lcconvert import codecs, progress, quantfold, versions
 from lcconvert.codecs import LINEAR16_STEPS, Encoding, check_encodable
 from lcconvert.constants import ENGINE_EPSILON
 from lcconvert.errors import NetworkError, UnsupportedError
@@ -115,6 +115,7 @@ class Solution:
     bias: np.ndarray
     mean: np.ndarray
     var: np.ndarray
+    fixed: np.ndarray | None = None  # channels whose k must not be refitted (variances put on their grid)
 
 
 def split_factors(stats: BlockStats, row_range: tuple[np.ndarray, np.ndarray] | None, exponent: float,
@@ -339,25 +340,51 @@ def _per_channel(name: str, block: ConvBlock, stats: BlockStats, beta_into: str,
     cap = quantfold.factor_caps(row_lo, row_hi, lo, hi, np.sign(stats.gamma))
     on_grid = block.weights.encoding is Encoding.LINEAR16 and block.weights.raw is not None
     # |γ| > s/√ε (FORMATS.md §3): t = k·s/|γ| must exceed √ε, so k ≥ |γ|·√ε/s; where that is beyond
-    # the cap, the weights' range is widened to hold it (every row is then rounded on the new grid).
+    # the cap, the weights' range is extended just far enough to hold those rows at that k (every row is
+    # then rounded on the new grid). Extending each end only as far as needed, rather than scaling both
+    # by the largest need/cap: a single live channel with γ = 1000 and σ² = 0 (k ≥ 1001, its cap 0.85)
+    # measured 1.29× its rounding floor with the range scaled, 0.85× extended.
     need = np.abs(stats.gamma) / s * np.sqrt(eps_e) * (1 + 1e-3)
-    if np.any(need > cap):
-        widen = float(np.max(need[need > cap] / cap[need > cap]))
-        lo, hi = lo * widen, hi * widen
-        cap = cap * widen
+    short = need > cap
+    if np.any(short):
+        pos = stats.gamma[short] >= 0
+        r_lo, r_hi = row_lo[short].astype(np.float64), row_hi[short].astype(np.float64)
+        ends = need[short] * np.stack([np.where(pos, r_lo, -r_hi), np.where(pos, r_hi, -r_lo)])
+        lo, hi = min(lo, float(ends.min())), max(hi, float(ends.max()))
+        cap = quantfold.factor_caps(row_lo, row_hi, lo, hi, np.sign(stats.gamma))
         on_grid = False
     spread = cache.spread()
-    k = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
-                                 (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
-                                 input_var=spread[0] if spread else None)
+    g_bound = 0.0
+    if block.gammas is not None and block.gammas.encoding is Encoding.LINEAR16:
+        g_bound = float(codecs.rounding_bound(block.gammas.values, Encoding.LINEAR16))
+    k, free = quantfold.choose_factors(stats.gamma, s, sigma_z, rms_z, cache.norms, cache.rows.shape[1], cap,
+                                       (hi - lo) / LINEAR16_STEPS, eps_e, exact_one=on_grid,
+                                       input_var=spread[0] if spread else None, zero_below=g_bound,
+                                       with_free=True)
     sol = solve(stats, "split", beta_into, eps_t, eps_e, k)
     zero = sol.k == 0
     if zero.any() and not zero.all():
-        # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing.
-        sol.var = np.where(zero, np.min(sol.var[~zero]), sol.var)
+        # A zeroed channel outputs β whatever its variance: one inside the others' range stretches nothing,
+        # and the largest divides what its row leaks when no exact 0 is on the grid by the most.
+        sol.var = np.where(zero, np.max(sol.var[~zero]), sol.var)
+    # Variances strictly inside the layer, of channels whose weights are re-rounded anyway: put on the
+    # layer's grid (quantfold.snap_down) and k taken from them, so no scale error is left.
+    live_var = sol.var[~zero] if (~zero).any() else sol.var
+    lo_v, hi_v = float(np.min(live_var)), float(np.max(live_var))
+    snap = free & (sol.var > lo_v) & (sol.var < hi_v)
+    if snap.any():
+        sol.var = quantfold.snap_down(sol.var, snap)
+        t = np.sqrt(sol.var + eps_e)
+        sol.k = np.where(snap, np.sign(stats.gamma) * np.abs(stats.gamma) / s * t, sol.k)
+        sol.fixed = snap
+    if zero.any() or snap.any():
         sol.bias, sol.mean = offsets(stats, sol.k, np.sqrt(sol.var + eps_e), beta_into)
+    # Exact zeros nudge the weights' range: that costs only the rows kept byte for byte (k = 1, on the
+    # original grid); without such rows both variants round every live row anew, and the exact one is
+    # better in expectation (measuring both picked one draw of rounding over a leaking zeroed row).
+    kept = on_grid and bool(np.any(sol.k == 1))
     out = []
-    for exact_zeros in ((True, False) if zero.any() else (False,)):
+    for exact_zeros in (((True, False) if kept else (True,)) if zero.any() else (False,)):
         out.append(_build(name, block, stats, "per-channel", sol, beta_into, target, eps_t, eps_e, cache,
                           rows=(lo, hi, exact_zeros, False)))
     return out
@@ -375,6 +402,8 @@ def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weight
     lo, hi = float(sol.var[sol.k != 0].min(initial=np.inf)), float(sol.var[sol.k != 0].max(initial=-np.inf))
     tol = 1e-9 * (abs(hi - lo) + abs(hi))
     inside = live & (np.abs(sol.var - lo) > tol) & (np.abs(sol.var - hi) > tol)
+    if sol.fixed is not None:
+        inside &= ~sol.fixed
     k = sol.k.copy()
     slope = np.einsum("ij,ij->i", stored, w)  # every row at once: cheaper than copying the inside rows
     k[inside] = slope[inside] / norm2[inside]
@@ -389,8 +418,11 @@ def _refit(stats: BlockStats, sol: Solution, stored: np.ndarray, cache: "_Weight
 def _candidate(name: str, block: ConvBlock, stats: BlockStats, strategy: str, beta_into: str,
                encoding: Encoding | None, eps_t: float, eps_e: float, cache: _Weights) -> _Candidate:
     if strategy == "per-channel":
+        # The variants (zeroed rows exact or on the original grid) by the RMS over channels: their errors
+        # reach the outputs together (by the worst channel, a block with γ = 1, σ² = 0 next to zeroed ones
+        # kept a zeroed row leaking 2.5 for a 5% smaller worst channel).
         return min(_per_channel(name, block, stats, beta_into, encoding, eps_t, eps_e, cache),
-                   key=lambda c: c.errors.worst)
+                   key=lambda c: float(np.sqrt(np.mean(c.errors.per_channel**2))))
     if strategy.startswith("split"):
         k = split_factors(stats, cache.row_range if block.weights is not None else None,
                           SPLIT_EXPONENTS[strategy], eps_t)
@@ -421,8 +453,9 @@ def _build(name: str, block: ConvBlock, stats: BlockStats, strategy: str, sol: S
         exact = cache.rows64 * sol.k[:, None]
         enc = encoding or block.weights.encoding
         if rows is not None:
+            gram = cache.input_means.get(cache.name + ":gram") if cache.input_means is not None else None
             weights = quantfold.encode_rows(exact.astype(np.float32), rows[0], rows[1], sol.k == 0, rows[2],
-                                            keep_grid=rows[3])
+                                            keep_grid=rows[3], gram=gram, feedback=sol.k != 1)
             # Re-solve for what was stored: each channel's k is the stored row's least-squares slope on
             # W_c, so the rounding's component along W_c (a scale error of the channel) goes into t.
             stored_w = weights.values.reshape(exact.shape).astype(np.float64)
@@ -600,6 +633,8 @@ class _InputMeans:
         x = np.asarray(random_planes(net, CALIBRATION_POSITIONS, CALIBRATION_SEED), dtype=np.float64)
         x = x.reshape(x.shape[0], net.input_planes, b, b).transpose(0, 2, 3, 1)  # [N, rows, cols, planes]
         record["input"], record["input:sq"] = x.mean(axis=0), (x**2).mean(axis=0)
+        k = int(round((net.input.weights.size // (net.filters * net.input_planes)) ** 0.5))
+        record["input:gram"] = quantfold.input_gram(x.transpose(0, 3, 1, 2), k)
         if net.format.activation != ACTIVATION_RELU:
             return record
         phi = np.vectorize(lambda u: 0.5 * (1.0 + erf(u / np.sqrt(2.0))))
