@@ -123,23 +123,48 @@ def repeated_singular_field(data: bytes) -> str | None:
 def top_level_fields(data: bytes):
     """(field number, start, end) of each top-level field of a serialized message, walking tags only;
     ValueError on a malformed wire format."""
-    pos = 0
-    while pos < len(data):
+    for number, _, start, _, _, end in _fields(data, 0, len(data)):
+        yield number, start, end
+
+
+def _fields(buf, pos: int, end: int):
+    """(number, wire type, start, length_at, value_at, end) of each field of the serialized message
+    buf[pos:end], walking tags only: a length-delimited field (wire type 2) has its length at
+    `length_at` and its value in buf[value_at:end]; ValueError on a malformed wire format."""
+    while pos < end:
         start = pos
-        key, pos = _varint(data, pos)
+        key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        length_at = value_at = None
         if wire == 0:
-            _, pos = _varint(data, pos)
+            _, pos = _varint(buf, pos)
         elif wire == 1:
             pos += 8
         elif wire == 2:
-            length, pos = _varint(data, pos)
-            pos += length
+            length_at = pos
+            size, value_at = _varint(buf, pos)
+            pos = value_at + size
         elif wire == 5:
             pos += 4
-        else:
+        elif wire not in (3, 4):  # 3 and 4 open and close a group (an old unknown field): no payload
             raise ValueError(f"wire type {wire}")
-        yield number, start, pos
+        if pos > end:
+            raise ValueError("a field runs past the end of its message")
+        yield number, wire, start, length_at, value_at, pos
+
+
+def _rewritten(buf, pos: int, end: int, value_of, parts: list) -> None:
+    """Append the serialized message buf[pos:end] to `parts`, each length-delimited field's value
+    replaced by `value_of(number, value_at, value_end)` where that returns parts of a new value (its
+    length is rewritten), copied where it returns None."""
+    start = pos
+    for number, wire, _, length_at, value_at, field_end in _fields(buf, pos, end):
+        if wire == 2:
+            new = value_of(number, value_at, field_end)
+            if new is not None:
+                parts += [buf[start:length_at], _varint_bytes(sum(len(x) for x in new))] + new
+                start = field_end
+    parts.append(buf[start:end])
 
 
 def _unknown_enums(msg, numbers: dict[int, str]) -> dict[str, int]:
@@ -433,36 +458,18 @@ def _varint_bytes(n: int) -> bytes:
 def _splice(msg: bytes, holder: _Placeholders, parts: list) -> None:
     """Append `msg` (serialized) to `parts` with every placeholder replaced by its bytes: a length-
     delimited field that is a placeholder becomes those bytes, one that contains placeholders is a
-    message spliced recursively (its length rewritten), anything else is copied as it is."""
-    pos, end, start = 0, len(msg), 0
-    while pos < end:
-        field_start = pos
-        key, pos = _varint(msg, pos)
-        kind = key & 7
-        if kind == 0:
-            _, pos = _varint(msg, pos)
-        elif kind == 1:
-            pos += 8
-        elif kind == 5:
-            pos += 4
-        elif kind == 2:
-            size, value_start = _varint(msg, pos)
-            pos = value_start + size
-            value = msg[value_start:pos]
-            if size == len(holder.prefix) + 4 and value in holder.raw:
-                parts.append(msg[start:value_start - len(_varint_bytes(size))])
-                raw = holder.raw[value]
-                parts += [_varint_bytes(len(raw)), raw]
-                start = pos
-            elif size > len(holder.prefix) and holder.prefix in value:
-                parts.append(msg[start:value_start - len(_varint_bytes(size))])
-                inner: list = []
-                _splice(value, holder, inner)
-                parts += [_varint_bytes(sum(len(x) for x in inner))] + inner
-                start = pos
-        elif kind not in (3, 4):  # 3 and 4 open and close a group (an old unknown field): no payload
-            raise ValueError(f"wire type {kind} at byte {field_start}: not protobuf")
-    parts.append(msg[start:end])
+    message spliced recursively, anything else is copied as it is."""
+    def value_of(_number, at, end):
+        value = msg[at:end]
+        if len(value) == len(holder.prefix) + 4 and value in holder.raw:
+            return [holder.raw[value]]
+        if len(value) > len(holder.prefix) and holder.prefix in value:
+            inner: list = []
+            _splice(value, holder, inner)
+            return inner
+        return None
+
+    _rewritten(msg, 0, len(msg), value_of, parts)
 
 
 def _lift(data: bytes, holder: _Placeholders) -> bytes:
@@ -477,38 +484,20 @@ def _lift(data: bytes, holder: _Placeholders) -> bytes:
 
 
 def _lift_into(buf: memoryview, pos: int, end: int, desc, holder: _Placeholders, parts: list) -> None:
-    start, is_layer = pos, desc.full_name == LAYER_TYPE
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        number, kind = key >> 3, key & 7
-        if kind == 0:
-            _, pos = _varint(buf, pos)
-        elif kind == 1:
-            pos += 8
-        elif kind == 5:
-            pos += 4
-        elif kind == 2:
-            length_at = pos
-            size, value_at = _varint(buf, pos)
-            pos = value_at + size
-            if pos > end:
-                raise ValueError("a length-delimited field runs past its message")
-            field = desc.fields_by_number.get(number)
-            if is_layer and number == LAYER_PARAMS:
-                token = holder.token(buf[value_at:pos])
-                parts += [buf[start:length_at], _varint_bytes(len(token)), token]
-                start = pos
-            elif field is not None and field.message_type is not None \
-                    and (field.message_type.full_name == LAYER_TYPE or field.message_type.full_name in _holding_layers()):
-                inner: list = []
-                _lift_into(buf, value_at, pos, field.message_type, holder, inner)
-                parts += [buf[start:length_at], _varint_bytes(sum(len(x) for x in inner))] + inner
-                start = pos
-        elif kind not in (3, 4):
-            raise ValueError(f"wire type {kind}")
-        if pos > end:
-            raise ValueError("a field runs past its message")
-    parts.append(buf[start:end])
+    is_layer = desc.full_name == LAYER_TYPE
+
+    def value_of(number, at, value_end):
+        if is_layer and number == LAYER_PARAMS:
+            return [holder.token(buf[at:value_end])]
+        field = desc.fields_by_number.get(number)
+        inner_type = field.message_type if field is not None else None
+        if inner_type is None or not (inner_type.full_name == LAYER_TYPE or inner_type.full_name in _holding_layers()):
+            return None  # a scalar, a string, an unknown field or a message without layers: as it is
+        inner: list = []
+        _lift_into(buf, at, value_end, inner_type, holder, inner)
+        return inner
+
+    _rewritten(buf, pos, end, value_of, parts)
 
 
 @functools.cache
