@@ -192,6 +192,8 @@ class Evaluations:
     def __init__(self, net: Network, planes, dtype=np.float64):
         self.net, self.planes, self.dtype = net, planes, dtype
         self.uniform = same_in_every_generation(net)
+        # Whether lc0 0.20's own LINEAR16 decode has anything to decode (else it is modern's decode).
+        self.own_decode = any(t.encoding is Encoding.LINEAR16 and t.raw is not None for _, t in net.tensors())
         self.passes = 0  # forward passes actually run (tests and benchmarks read it)
         self._outputs: dict[tuple[str, tuple], Outputs] = {}
 
@@ -202,9 +204,8 @@ class Evaluations:
             raise ValueError(f"unknown evaluation {what!r}")
         if self.uniform:
             what = {LEGACY: MODERN, V020: V020_DECODE}.get(what, what)
-        if what == V020_DECODE and not any(t.encoding is Encoding.LINEAR16 and t.raw is not None
-                                           for _, t in self.net.tensors()):
-            what = MODERN  # nothing for lc0 0.20 to decode its own way
+        if what == V020_DECODE and not self.own_decode:
+            what = MODERN
         return what
 
     def same(self, a: str, b: str) -> bool:

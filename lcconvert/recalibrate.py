@@ -197,7 +197,7 @@ class Plan:
         state["convs"] = {name: _retyped(conv, np.float64) for name, conv in state["convs"].items()}
         self.__dict__.update(state)
 
-    def _rows_buffer(self, cin: int, n: int) -> np.ndarray:
+    def _conv_buffer(self, cin: int, n: int) -> np.ndarray:
         """The im2col buffer of `forward.Model._conv3`, kept per thread and shape
         (as the forward pass keeps one per call): every stage of every partition reuses it."""
         local = self.__dict__.setdefault("_local", threading.local())
@@ -212,7 +212,7 @@ class Plan:
         conv = self.convs[name]
         if conv.kernel == 1:
             return self.model._conv1(x, conv)
-        return self.model._conv3(x, conv, self._rows_buffer(conv.cin, x.shape[1]))
+        return self.model._conv3(x, conv, self._conv_buffer(conv.cin, x.shape[1]))
 
     def _tower_output(self, state: dict, block: int, stats: dict) -> np.ndarray:
         """The residual stream entering `block` (= the tower's output when block == blocks)."""

@@ -23,7 +23,7 @@ class Tensor:
     (whether the Layer had an explicit `encoding` field, its `dims`).
     """
 
-    __slots__ = ("encoding", "raw", "min_val", "max_val", "_values", "layer_meta", "_decoded_from_raw")
+    __slots__ = ("encoding", "raw", "min_val", "max_val", "_values", "layer_meta", "_recomputable")
 
     def __init__(
         self,
@@ -41,7 +41,7 @@ class Tensor:
         self.min_val = min_val
         self.max_val = max_val
         self._values = None
-        self._decoded_from_raw = False
+        self._recomputable = False
         if values is not None:
             v = np.array(values, dtype=np.float32).ravel()
             v.setflags(write=False)
@@ -85,28 +85,28 @@ class Tensor:
 
     @property
     def values(self) -> np.ndarray:
-        """float32 vector, read-only, decoded once."""
+        """float32 vector, read-only, decoded once (kept until `forget_decode`)."""
         if self._values is None:
-            v = codecs.decode(self.raw, self.encoding, self.min_val or 0.0, self.max_val or 0.0)
+            v = self.peek()
             v.setflags(write=False)
             self._values = v
-            self._decoded_from_raw = True
+            self._recomputable = True  # made here from what the tensor holds: it can be made again
         return self._values
 
     def forget_decode(self) -> None:
         """Drop a decode that was made from the stored bytes (it is made again when asked for): a big
         network then holds its bytes only. Values a tensor was built from are kept — they are not
         what its bytes decode to."""
-        if self._decoded_from_raw:
+        if self._recomputable:
             self._values = None
-            self._decoded_from_raw = False
+            self._recomputable = False
 
     def stored(self) -> "Tensor":
         """This tensor as its stored bytes alone (self when it has no decode to drop); only for a
         tensor whose bytes are what will be written, since values it was built from are dropped."""
         if self.raw is None or self._values is None:
             return self
-        if self._decoded_from_raw:  # a decode of these very bytes: the same tensor, its cache dropped
+        if self._recomputable:  # a decode of these very bytes: the same tensor, its cache dropped
             self.forget_decode()
             return self
         return Tensor(self.encoding, self.raw, self.min_val, self.max_val, layer_meta=dict(self.layer_meta))
@@ -177,23 +177,14 @@ class Derived(Tensor):
     def __init__(self, base: Tensor, make):
         # Tensor's own fields, as a FLOAT32 tensor made of floats that are not made yet.
         self.encoding, self.raw, self.min_val, self.max_val = Encoding.FLOAT32, None, None, None
-        self._values, self._decoded_from_raw, self.layer_meta = None, False, {}
+        self._values, self._recomputable, self.layer_meta = None, False, {}
         self._base, self._make = base, make
 
     @property
     def size(self) -> int:
         return self._base.size
 
-    @property
-    def values(self) -> np.ndarray:
-        if self._values is None:
-            self._values = self.peek()
-        return self._values
-
     def peek(self) -> np.ndarray:
         if self._values is not None:
             return self._values
-        out = np.asarray(self._make(self._base), dtype=np.float32)
-        out.setflags(write=False)
-        return out
-
+        return np.asarray(self._make(self._base), dtype=np.float32)

@@ -13,8 +13,8 @@ semantics) — which is what a file is.
 """
 from __future__ import annotations
 
-from collections import Counter
 import functools
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -281,8 +281,9 @@ def _rounded(ref: Network, encoding: Encoding, seed: int) -> Network:
 
 def _perturbed(t: Tensor, encoding: Encoding, seed: int, offset: int) -> np.ndarray:
     """`t` moved within `encoding`'s rounding bound by the seeded stream's draws from `offset` on."""
-    v = t.peek().astype(np.float64)
-    bound = np.maximum(np.asarray(codecs.rounding_bound(t.peek(), encoding), dtype=np.float64),
+    values = t.peek()  # decoded once: a peek keeps nothing, so a second one would decode again
+    v = values.astype(np.float64)
+    bound = np.maximum(np.asarray(codecs.rounding_bound(values, encoding), dtype=np.float64),
                        np.abs(v) * FLOAT32_HALF_ULP)
     stream = np.random.PCG64(seed)  # what np.random.default_rng(seed) draws from
     stream.advance(offset)
