@@ -5,6 +5,7 @@ accepted whatever the file is called (FORMATS.md §10).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import zlib
 
@@ -103,13 +104,9 @@ def _inflater(compressed_size: int):
     (same interface, same checks: CRC, length, header CRC) for streams ≥ ISAL_MIN_BYTES, zlib below.
     Measured on a 44 MB realistic 20×256 network: 0.20–0.24 s against 0.31–0.36 s (1.5× faster);
     small files keep zlib, whose error messages the fuzz corpus and tests were written against."""
-    if compressed_size >= ISAL_MIN_BYTES:
-        try:
-            from isal import isal_zlib
-        except ImportError:
-            pass
-        else:
-            return isal_zlib.decompressobj, (zlib.error, isal_zlib.error)
+    isal_zlib = _optional("isal.isal_zlib") if compressed_size >= ISAL_MIN_BYTES else None
+    if isal_zlib is not None:
+        return isal_zlib.decompressobj, (zlib.error, isal_zlib.error)
     return zlib.decompressobj, zlib.error
 
 
@@ -130,12 +127,16 @@ ISAL_MIN_BYTES = 16 << 20
 ISAL_BLOCK = 1 << 20
 
 
-def _isal():
+def _optional(module: str):
+    """The module, or None where its package is not installed (then zlib serves instead)."""
     try:
-        from isal import igzip_threaded
-    except ImportError:  # the optional extra is not installed: zlib for everything
+        return importlib.import_module(module)
+    except ImportError:
         return None
-    return igzip_threaded
+
+
+def _isal():
+    return _optional("isal.igzip_threaded")
 
 
 def compressor(data_size: int, level: int = DEFAULT_LEVEL) -> str:
@@ -158,11 +159,7 @@ NG_LEVEL = 6
 
 
 def _zlib_ng():
-    try:
-        from zlib_ng import gzip_ng_threaded
-    except ImportError:  # not installed: ISA-L alone
-        return None
-    return gzip_ng_threaded
+    return _optional("zlib_ng.gzip_ng_threaded")
 
 
 def isal_excess(data: bytes) -> float:
